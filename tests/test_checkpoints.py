@@ -1,0 +1,190 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM
+
+from hf_softbin import PackedModelTrainingError, SoftBinLSTMConfig, SoftBinLSTMForCausalLM
+
+VARIANTS = [
+    dict(),
+    dict(scaling="tensor"),
+    dict(scaling="none"),
+    dict(learnable_scale=True),
+    dict(float_storage_dtype="float32"),
+    dict(binarize=["lstm"]),
+    dict(embedding_size=16, tie_word_embeddings=True),
+    dict(projection_size=12, tie_word_embeddings=True),
+    dict(binarize=False),
+]
+
+
+def trained_a_little(model, steps=3):
+    """A few optimizer steps so scales and biases are not at their initial values."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    ids = torch.randint(0, model.config.vocab_size, (4, 10), generator=torch.Generator().manual_seed(0))
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_packed_and_master_checkpoints_reload_to_identical_logits(tmp_path, tiny_config, overrides):
+    torch.manual_seed(0)
+    model = trained_a_little(SoftBinLSTMForCausalLM(tiny_config(**overrides)))
+    ids = torch.randint(0, 40, (3, 11))
+    with torch.no_grad():
+        expected = model(ids).logits
+    formats = [("master", False)] + ([("packed", True)] if model.config.is_binarized else [])
+    for name, packed in formats:
+        model.save_pretrained(tmp_path / name, packed=packed)
+        loaded = AutoModelForCausalLM.from_pretrained(tmp_path / name)
+        assert loaded.config.checkpoint_format == name
+        with torch.no_grad():
+            assert torch.equal(loaded(ids).logits, expected), name
+
+
+def test_packed_file_holds_sign_bits_and_float_scalars(tmp_path, tiny_config):
+    model = SoftBinLSTMForCausalLM(tiny_config())
+    model.save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    bits = tensors["model.lstm.0.weight_ih.bits"]
+    assert bits.dtype == torch.uint8 and bits.shape == (64, 2)  # 12 inputs -> 2 bytes a row
+    assert tensors["model.lstm.0.weight_ih.scale"].dtype == torch.float16
+    assert tensors["model.lstm.0.bias_ih"].dtype == torch.float16
+    assert not any(name.endswith(".weight") for name in tensors)
+    signs = torch.where(model.model.lstm[0].weight_ih.weight >= 0, 1, 0)
+    unpacked = torch.tensor([[(byte >> bit) & 1 for byte in row for bit in range(8)][:12] for row in bits.tolist()])
+    assert torch.equal(unpacked, signs)
+
+
+def test_reference_configuration_packs_at_least_30x_smaller(tmp_path):
+    model = SoftBinLSTMForCausalLM(SoftBinLSTMConfig(vocab_size=10000, embedding_size=650, hidden_size=650,
+                                                     num_hidden_layers=2, binarize=True, scaling="row"))
+    model.save_pretrained(tmp_path / "packed")
+    model.save_pretrained(tmp_path / "master", packed=False)
+    ratio = os.path.getsize(tmp_path / "master/model.safetensors") / os.path.getsize(tmp_path / "packed/model.safetensors")
+    assert ratio >= 30.0, ratio
+
+
+def test_packed_model_refuses_training_and_master_trains(tmp_path, tiny_config):
+    model = SoftBinLSTMForCausalLM(tiny_config())
+    model.save_pretrained(tmp_path / "packed")
+    model.save_pretrained(tmp_path / "master", packed=False)
+    packed = AutoModelForCausalLM.from_pretrained(tmp_path / "packed")
+    with pytest.raises(PackedModelTrainingError, match="master"):
+        packed.train()
+    assert not any(parameter.requires_grad for parameter in packed.parameters())
+    with pytest.raises(ValueError, match="packed"):
+        packed.save_pretrained(tmp_path / "again", packed=False)
+    master = AutoModelForCausalLM.from_pretrained(tmp_path / "master")
+    master.train()
+    ids = torch.tensor([[1, 2, 3, 4]])
+    master(ids, labels=ids).loss.backward()
+
+
+def test_full_precision_model_cannot_be_packed(tmp_path, tiny_config):
+    with pytest.raises(ValueError, match="binarize"):
+        SoftBinLSTMForCausalLM(tiny_config(binarize=False)).save_pretrained(tmp_path, packed=True)
+
+
+@pytest.fixture
+def saved(tmp_path, tiny_config):
+    SoftBinLSTMForCausalLM(tiny_config()).save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_truncated_weights_file_is_named_in_the_error(saved):
+    path = saved / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="model.safetensors.*truncated"):
+        AutoModelForCausalLM.from_pretrained(saved)
+
+
+def test_flipped_byte_in_weights_is_detected(saved):
+    path = saved / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="model.safetensors.*corrupted"):
+        AutoModelForCausalLM.from_pretrained(saved)
+
+
+def test_missing_weights_file_is_an_error(saved):
+    os.remove(saved / "model.safetensors")
+    with pytest.raises(OSError, match="model.safetensors"):
+        AutoModelForCausalLM.from_pretrained(saved)
+
+
+def test_tensor_shape_disagreeing_with_config_names_the_tensor(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["hidden_size"] = 20
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises((ValueError, RuntimeError), match="weight_hh"):
+        AutoModelForCausalLM.from_pretrained(saved)
+
+
+def test_missing_tensor_names_the_tensor(saved):
+    path = saved / "model.safetensors"
+    tensors = load_file(path)
+    del tensors["model.lstm.1.weight_hh.scale"]
+    save_file(tensors, path, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="model.lstm.1.weight_hh.scale"):
+        AutoModelForCausalLM.from_pretrained(saved)
+
+
+def test_saved_files_carry_metadata_digest_and_remote_code(saved):
+    with safe_open(saved / "model.safetensors", "pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["softbin_format"] == "softbin-packed-1" and len(metadata["softbin_payload_sha256"]) == 64
+    config = json.loads((saved / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_softbin.SoftBinLSTMForCausalLM"
+    for name in ("modeling_softbin.py", "configuration_softbin.py", "binarize.py", "packing.py"):
+        assert (saved / name).exists(), name
+    assert not [name for name in os.listdir(saved) if name.startswith(".tmp")]
+
+
+BLOCKED_IMPORT = textwrap.dedent(
+    """
+    import sys, importlib.abc
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_softbin" or name.startswith("hf_softbin."):
+                raise ImportError("hf_softbin is blocked in this process")
+    sys.meta_path.insert(0, Block())
+    import torch
+    from transformers import AutoModelForCausalLM
+    try:
+        import hf_softbin
+        raise SystemExit("hf_softbin was importable")
+    except ImportError:
+        pass
+    model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True)
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    ids = torch.load(sys.argv[2])
+    with torch.no_grad():
+        torch.save(model(ids).logits, sys.argv[3])
+    """
+)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_remote_code_loads_without_the_package(tmp_path, tiny_config, packed):
+    model = trained_a_little(SoftBinLSTMForCausalLM(tiny_config()))
+    model.save_pretrained(tmp_path / "model", packed=packed)
+    ids = torch.randint(0, 40, (2, 7))
+    torch.save(ids, tmp_path / "ids.pt")
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    subprocess.run([sys.executable, "-c", BLOCKED_IMPORT, str(tmp_path / "model"), str(tmp_path / "ids.pt"),
+                    str(tmp_path / "logits.pt")], check=True, env=env, cwd=tmp_path)
+    with torch.no_grad():
+        assert torch.equal(torch.load(tmp_path / "logits.pt"), model(ids).logits)
