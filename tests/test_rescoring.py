@@ -1,0 +1,374 @@
+import json
+import math
+import os
+import random
+from collections import Counter
+
+import pytest
+
+from hf_softbin import rescoring
+from hf_softbin.rescoring import (
+    Hypothesis,
+    Utterance,
+    choose,
+    first_pass_choice,
+    first_pass_wer,
+    make_corrupted_nbest,
+    oracle_wer,
+    read_kaldi_nbest,
+    read_nbest_jsonl,
+    rescore,
+    rescore_from_scores,
+    score_hypotheses,
+    tune_weights,
+    word_error_rate,
+    write_choices_jsonl,
+    write_choices_kaldi,
+    write_nbest_jsonl,
+)
+
+# ------------------------------------------------------------------------------------------------ a toy language and LM
+
+DET = ["the", "a", "every", "some"]
+ADJ = ["small", "red", "quiet", "old", "clever"]
+NOUN = ["cat", "dog", "bird", "child", "teacher", "river", "house", "garden"]
+VERB = ["sees", "likes", "follows", "finds", "chases"]
+PREP = ["near", "behind", "under", "in"]
+
+
+def _noun_phrase(rng):
+    words = [rng.choice(DET)]
+    if rng.random() < 0.5:
+        words.append(rng.choice(ADJ))
+    return words + [rng.choice(NOUN)]
+
+
+def generate_sentences(count, seed):
+    """Sentences of a tiny grammar: NP VP [PP]. Word order is all a bigram model can learn, and all it needs to."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(count):
+        words = _noun_phrase(rng) + [rng.choice(VERB)] + _noun_phrase(rng)
+        if rng.random() < 0.4:
+            words += [rng.choice(PREP)] + _noun_phrase(rng)
+        sentences.append(" ".join(words))
+    return sentences
+
+
+class BigramLM:
+    """Add-one bigram LM with <s> and <eos>; counts its calls and the texts it scored."""
+
+    def __init__(self, sentences):
+        self.vocab = {w for s in sentences for w in s.split()} | {"<eos>", "<unk>"}
+        self.bigrams = Counter()
+        self.contexts = Counter()
+        for s in sentences:
+            tokens = ["<s>"] + s.split() + ["<eos>"]
+            for prev, word in zip(tokens, tokens[1:]):
+                self.bigrams[prev, word] += 1
+                self.contexts[prev] += 1
+        self.calls = 0
+        self.scored = Counter()
+
+    def logprob(self, text):
+        tokens = ["<s>"] + [w if w in self.vocab else "<unk>" for w in text.split()] + ["<eos>"]
+        return sum(
+            math.log((self.bigrams[prev, word] + 1) / (self.contexts[prev] + len(self.vocab)))
+            for prev, word in zip(tokens, tokens[1:])
+        )
+
+    def __call__(self, texts):
+        self.calls += 1
+        self.scored.update(texts)
+        return [self.logprob(t) for t in texts]
+
+
+@pytest.fixture(scope="module")
+def train_text():
+    return generate_sentences(400, seed=1)
+
+
+@pytest.fixture(scope="module")
+def dev_nbest():
+    return make_corrupted_nbest(generate_sentences(60, seed=2), n=8, rng_seed=3)
+
+
+@pytest.fixture(scope="module")
+def test_nbest():
+    return make_corrupted_nbest(generate_sentences(60, seed=4), n=8, rng_seed=5)
+
+
+# ------------------------------------------------------------------------------------------------------- JSON Lines
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+GOOD_LINE = json.dumps({"id": "u0", "hyps": [{"text": "a b", "am_score": -1.0}], "ref": "a b"})
+
+
+def test_read_nbest_jsonl(tmp_path):
+    path = _write(
+        tmp_path / "nbest.jsonl",
+        GOOD_LINE + "\n\n"
+        + json.dumps({"id": 7, "hyps": [{"text": "x", "am_score": 2, "lm_score": -3.5}, {"text": "", "am_score": -1}]})
+        + "\n",
+    )
+    utts = read_nbest_jsonl(path)
+    assert [u.id for u in utts] == ["u0", "7"]
+    assert utts[0].ref == "a b" and utts[1].ref is None
+    assert utts[1].hyps == [Hypothesis("x", 2.0, -3.5), Hypothesis("", -1.0)]
+
+
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ('{"id": "u1", "hyps": [', "malformed JSON"),
+        ('["u1"]', "expected a JSON object"),
+        ('{"id": "u1"}', 'missing "hyps"'),
+        ('{"hyps": [{"text": "a", "am_score": 1}]}', 'missing "id"'),
+        ('{"id": "u1", "hyps": [{"am_score": 1}]}', 'missing "text"'),
+        ('{"id": "u1", "hyps": [{"text": "a"}]}', 'missing "am_score"'),
+        ('{"id": "u1", "hyps": [{"text": "a", "am_score": "high"}]}', "expected a number"),
+        ('{"id": "u1", "hyps": [{"text": "a", "am_score": NaN}]}', "finite"),
+        ('{"id": "u1", "hyps": [{"text": "a", "am_score": -Infinity}]}', "finite"),
+        ('{"id": "u1", "hyps": [{"text": "a", "am_score": 1, "lm_score": "x"}]}', '"lm_score": expected a number'),
+        ('{"id": "u1", "hyps": [{"text": "a", "am_score": 1, "lm_score": Infinity}]}', "finite"),
+        ('{"id": "u1", "hyps": []}', "non-empty list"),
+        ('{"id": "u0", "hyps": [{"text": "a", "am_score": 1}]}', "duplicate utterance id"),
+        ('{"id": "u1", "hyps": [{"text": "a", "am_score": 1}], "ref": 3}', '"ref" must be a string'),
+    ],
+)
+def test_read_nbest_jsonl_errors_name_the_line(tmp_path, bad_line, message):
+    path = _write(tmp_path / "nbest.jsonl", GOOD_LINE + "\n" + bad_line + "\n")
+    with pytest.raises(ValueError, match="line 2") as err:
+        read_nbest_jsonl(path)
+    assert message in str(err.value)
+
+
+def test_read_nbest_jsonl_non_utf8(tmp_path):
+    path = tmp_path / "nbest.jsonl"
+    path.write_bytes(GOOD_LINE.encode() + b"\n" + GOOD_LINE.replace("u0", "u1").encode() + b"\n"
+                     + b'{"id": "u2", "hyps": [{"text": "caf\xe9", "am_score": 1}]}\n')
+    with pytest.raises(ValueError, match="line 3: not valid UTF-8"):
+        read_nbest_jsonl(path)
+
+
+def test_nbest_jsonl_round_trip(tmp_path, test_nbest):
+    path = tmp_path / "nbest.jsonl"
+    write_nbest_jsonl(test_nbest, path)
+    assert read_nbest_jsonl(path) == test_nbest
+
+
+# ------------------------------------------------------------------------------------------------------------- Kaldi
+
+
+def _kaldi_files(tmp_path, text, scores, refs=None):
+    paths = [_write(tmp_path / "text", text), _write(tmp_path / "scores", scores)]
+    paths.append(_write(tmp_path / "ref", refs) if refs is not None else None)
+    return paths
+
+
+def test_read_kaldi_nbest(tmp_path):
+    text = "spk-1-utt-2-2 b c\nspk-1-utt-2-1 a b c\nu9-1\nu9-10 x\n"
+    scores = "u9-10 4\nspk-1-utt-2-1 -1.5\nspk-1-utt-2-2 -2.5\nu9-1 3e0\n"
+    refs = "u9 x\nspk-1-utt-2 a b c\n"
+    utts = read_kaldi_nbest(*_kaldi_files(tmp_path, text, scores, refs))
+    assert [u.id for u in utts] == ["spk-1-utt-2", "u9"]
+    assert utts[0].hyps == [Hypothesis("a b c", -1.5), Hypothesis("b c", -2.5)]  # ordered by N
+    assert utts[1].hyps == [Hypothesis("", 3.0), Hypothesis("x", 4.0)]  # empty hypothesis allowed; 1 < 10
+    assert [u.ref for u in utts] == ["a b c", "x"]
+
+    costs = read_kaldi_nbest(tmp_path / "text", tmp_path / "scores", scores_are_costs=True)
+    assert [h.am_score for h in costs[0].hyps] == [1.5, 2.5]
+    assert costs[0].ref is None
+
+
+@pytest.mark.parametrize(
+    "text, scores, refs, where, message",
+    [
+        ("u1-1 a\nu1 b\n", "u1-1 0\n", None, "text: line 2", "UTT-ID-N"),
+        ("u1-1 a\nu1-1 b\n", "u1-1 0\n", None, "text: line 2", "duplicate key"),
+        ("u1-1 a\nu1-2 b\n", "u1-1 0\nu1-2 high\n", None, "scores: line 2", "expected a number"),
+        ("u1-1 a\nu1-2 b\n", "u1-1 0\nu1-2 nan\n", None, "scores: line 2", "finite"),
+        ("u1-1 a\nu1-2 b\n", "u1-1 0\nu1-2 -inf\n", None, "scores: line 2", "finite"),
+        ("u1-1 a\nu1-2 b\n", "u1-1 0\nu1-2 1 2\n", None, "scores: line 2", "expected 'UTT-ID-N score'"),
+        ("u1-1 a\nu1-2 b\n", "u1-1 0\n", None, "text: line 2", "has no score"),
+        ("u1-1 a\n", "u1-1 0\nu2-1 0\n", None, "scores: line 2", "has no hypothesis"),
+        ("u1-1 a\nu2-1 b\n", "u1-1 0\nu2-1 0\n", "u1 a\n", "text: line 2", "has no reference"),
+        ("u1-1 a\n", "u1-1 0\n", "u1 a\nu3 c\n", "ref: line 2", "has no hypotheses"),
+        ("u1-1 a\n", "u1-1 0\n", "u1 a\nu1 b\n", "ref: line 2", "duplicate reference"),
+    ],
+)
+def test_read_kaldi_nbest_errors_name_the_line(tmp_path, text, scores, refs, where, message):
+    with pytest.raises(ValueError, match=where) as err:
+        read_kaldi_nbest(*_kaldi_files(tmp_path, text, scores, refs))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("bad_file", ["text", "scores", "ref"])
+def test_read_kaldi_nbest_non_utf8(tmp_path, bad_file):
+    paths = _kaldi_files(tmp_path, "u1-1 a\nu1-2 b\n", "u1-1 0\nu1-2 0\n", "u1 a\n")
+    bad = tmp_path / bad_file
+    bad.write_bytes(bad.read_bytes() + b"u1-3 \xff\xfe\n")
+    with pytest.raises(ValueError, match=f"{bad_file}: line [23]: not valid UTF-8"):
+        read_kaldi_nbest(*paths)
+
+
+# --------------------------------------------------------------------------------------------------------------- WER
+
+
+def test_word_error_rate_is_corpus_level():
+    # 1 substitution + 2 deletions over 5 reference words; a per-utterance average would give (1/3 + 1) / 2.
+    assert word_error_rate(["a b c", "d e"], ["a x c", ""]) == pytest.approx(3 / 5)
+    with pytest.raises(ValueError, match="2 references but 1"):
+        word_error_rate(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="no words"):
+        word_error_rate([""], ["a"])
+
+
+def test_oracle_and_first_pass_wer():
+    utts = [
+        Utterance("u1", [Hypothesis("a x c", -1.0), Hypothesis("a b c", -2.0)], "a b c"),
+        Utterance("u2", [Hypothesis("d", -3.0, lm_score=-1.0), Hypothesis("d e f", -1.0, lm_score=-5.0)], "d e"),
+    ]
+    assert first_pass_choice(utts) == [0, 0]  # u2: -3 + -1 beats -1 + -5
+    assert first_pass_wer(utts) == pytest.approx(2 / 5)
+    assert oracle_wer(utts) == pytest.approx(1 / 5)
+    with pytest.raises(ValueError, match="1 of 2 utterances have no reference"):
+        oracle_wer([utts[0], Utterance("u3", [Hypothesis("a", 0.0)])])
+
+
+# ----------------------------------------------------------------------------------------------------------- scoring
+
+
+def test_score_formula():
+    """Each term of the combined score can flip the choice."""
+    utts = [Utterance("u", [Hypothesis("a b", -1.0, lm_score=-4.0), Hypothesis("a b c d", -2.0, lm_score=-1.0)])]
+    nnlm = [[-1.0, -3.0]]
+    assert choose(utts, nnlm, 0.0) == [0]  # acoustic only
+    assert choose(utts, nnlm, 0.0, first_pass_weight=1.0) == [1]  # -5 vs -3
+    assert choose(utts, nnlm, 1.0, first_pass_weight=1.0) == [0]  # -6 vs -6: tie goes to the first
+    assert choose(utts, nnlm, 1.0, first_pass_weight=1.0, word_insertion_penalty=0.1) == [1]  # -5.8 vs -5.6
+    result = rescore_from_scores(utts, nnlm, 1.0, first_pass_weight=1.0, word_insertion_penalty=0.1)
+    assert result.scores == [pytest.approx(-5.6)]
+    assert result.summary.wer_before is None and result.summary.oracle_wer is None
+
+
+def test_lm_weight_zero_is_the_first_pass(test_nbest):
+    rng = random.Random(0)
+    random_lm = [[rng.uniform(-50, 0) for _ in u.hyps] for u in test_nbest]
+    assert choose(test_nbest, random_lm, 0.0) == first_pass_choice(test_nbest)
+    with_first_pass_lm = [
+        Utterance(u.id, [Hypothesis(h.text, h.am_score, rng.uniform(-20, 0)) for h in u.hyps], u.ref)
+        for u in test_nbest
+    ]
+    assert choose(with_first_pass_lm, random_lm, 0.0, first_pass_weight=1.0) == first_pass_choice(with_first_pass_lm)
+    result = rescore_from_scores(test_nbest, random_lm, 0.0)
+    assert result.summary.wer_after == result.summary.wer_before
+
+
+def test_rescoring_with_a_fitted_lm_lowers_wer(train_text, dev_nbest, test_nbest):
+    lm = BigramLM(train_text)
+    dev_scores = score_hypotheses(dev_nbest, lm)
+    lm_weight, penalty, dev_wer = tune_weights(dev_nbest, dev_scores)
+    assert lm_weight > 0
+    assert dev_wer < first_pass_wer(dev_nbest)
+
+    result = rescore(test_nbest, lm, lm_weight, word_insertion_penalty=penalty)
+    summary = result.summary
+    assert summary.num_utterances == len(test_nbest) == 60
+    assert summary.oracle_wer == 0.0  # the reference is in every list
+    assert summary.wer_before > 0.05  # the noisy first pass is often wrong
+    assert summary.oracle_wer <= summary.wer_after < summary.wer_before / 2
+    refs = [u.ref for u in test_nbest]
+    assert summary.wer_after == pytest.approx(word_error_rate(refs, [h.text for h in result.chosen_hypotheses()]))
+
+
+def test_lm_scores_each_unique_hypothesis_once(train_text, dev_nbest):
+    lm = BigramLM(train_text)
+    utts = dev_nbest + dev_nbest[:5]  # repeated texts across utterances are scored once
+    scores = score_hypotheses(utts, lm, batch_size=16)
+    unique = {h.text for u in utts for h in u.hyps}
+    assert set(lm.scored) == unique and set(lm.scored.values()) == {1}
+    assert lm.calls == math.ceil(len(unique) / 16)
+    tune_weights(utts, scores)
+    for weight in (0.5, 1.0):
+        rescore_from_scores(utts, scores, weight)
+    assert lm.calls == math.ceil(len(unique) / 16)  # the grid search does not call the LM again
+    assert scores[0] == [lm.logprob(h.text) for h in utts[0].hyps]
+
+
+def test_lm_output_is_checked():
+    utts = [Utterance("u", [Hypothesis("a", 0.0), Hypothesis("b", 0.0)])]
+    with pytest.raises(ValueError, match="returned 1 scores for 2 texts"):
+        score_hypotheses(utts, lambda texts: [0.0])
+    with pytest.raises(ValueError, match="finite"):
+        score_hypotheses(utts, lambda texts: [0.0, float("-inf")])
+
+
+def test_tune_weights_ties_are_deterministic():
+    # One hypothesis per utterance: every grid point gives the same WER.
+    utts = [Utterance("u", [Hypothesis("a b", 0.0)], "a b")]
+    assert tune_weights(utts, [[-1.0]], lm_weights=[0.5, 0.2, 1.0], penalties=[1.0, -0.5, 0.0, 0.5]) == (0.2, 0.0, 0.0)
+    assert tune_weights(utts, [[-1.0]], lm_weights=[1.0], penalties=[1.0, 0.5, -0.5]) == (1.0, -0.5, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------------------- writing
+
+
+def _one_result():
+    utts = [
+        Utterance("u1", [Hypothesis("a  b", -1.0), Hypothesis("a", -5.0)]),
+        Utterance("u2", [Hypothesis("", 0.0), Hypothesis("x", -9.0)]),
+    ]
+    return rescore_from_scores(utts, [[0.0, 0.0], [0.0, 0.0]], 1.0)
+
+
+def test_writers(tmp_path):
+    result = _one_result()
+    write_choices_jsonl(result, tmp_path / "out.jsonl")
+    lines = (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"id": "u1", "text": "a b", "score": -1.0, "index": 0},
+        {"id": "u2", "text": "", "score": 0.0, "index": 0},
+    ]
+    write_choices_kaldi(result, tmp_path / "out.txt")
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "u1 a b\nu2\n"
+    assert sorted(os.listdir(tmp_path)) == ["out.jsonl", "out.txt"]  # no temporary files left
+
+
+def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
+    target = _write(tmp_path / "out.txt", "old\n")
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rescoring.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_choices_kaldi(_one_result(), target)
+    assert target.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+# ------------------------------------------------------------------------------------------------- synthetic n-best
+
+
+def test_make_corrupted_nbest():
+    refs = generate_sentences(30, seed=9) + ["", "one"]
+    utts = make_corrupted_nbest(refs, n=6, rng_seed=11)
+    assert utts == make_corrupted_nbest(refs, n=6, rng_seed=11)
+    assert utts != make_corrupted_nbest(refs, n=6, rng_seed=12)
+    assert len(utts) == 31  # the blank line is skipped
+    for utt in utts:
+        texts = [h.text for h in utt.hyps]
+        assert len(set(texts)) == len(texts) <= 6 and utt.ref in texts
+    assert all(len(u.hyps) == 6 for u in utts[:30])
+    assert sum(u.hyps[0].text == u.ref for u in utts) < 15  # the reference's position is shuffled
+    assert first_pass_wer(utts) > oracle_wer(utts) + 0.05
+
+    without = make_corrupted_nbest(refs, n=6, rng_seed=11, include_reference=False)
+    assert all(u.ref not in [h.text for h in u.hyps] for u in without)
+    assert oracle_wer(without) > 0
