@@ -1,0 +1,115 @@
+"""The word-level tokenizer: whitespace-separated words, one `<eos>` after each line.
+
+The text is already tokenized (PTB, WikiText), so a word is whatever lies between whitespace. The vocabulary is
+counted here rather than with `tokenizers.trainers.WordLevelTrainer`: that trainer gives a word equal to a special
+token (WikiText's literal `<unk>`) a second id and leaves id 0 unused, while here `<unk>` in the text is id 0.
+"""
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+UNK_TOKEN = "<unk>"
+EOS_TOKEN = "<eos>"
+PAD_TOKEN = "<pad>"
+# The index in this tuple is the token id. `<eos>` also serves as the start token (bos).
+SPECIAL_TOKENS = (UNK_TOKEN, EOS_TOKEN, PAD_TOKEN)
+
+
+def train_word_tokenizer(
+    texts_or_files: Iterable[str | os.PathLike] | str | os.PathLike,
+    *,
+    min_count: int = 1,
+    max_size: int | None = None,
+) -> PreTrainedTokenizerFast:
+    """Build the vocabulary from text and return the wrapped tokenizer.
+
+    `texts_or_files` holds lines of text (`str`) and/or text files (`pathlib.Path` or any `os.PathLike`; a plain
+    `str` is always text, never a path). Words seen fewer than `min_count` times map to `<unk>`; `max_size` caps the
+    vocabulary, special tokens included. Words are ordered most frequent first, ties alphabetically.
+    """
+    if isinstance(texts_or_files, (str, os.PathLike)):
+        texts_or_files = [texts_or_files]
+    if isinstance(texts_or_files, (list, tuple)):
+        _check_files_exist(texts_or_files)
+    counts = Counter()
+    for line in _iter_lines(texts_or_files):
+        counts.update(line.split())
+    return _build_tokenizer(counts, min_count=min_count, max_size=max_size)
+
+
+def train_word_tokenizer_from_dataset(
+    dataset,
+    text_column: str,
+    *,
+    min_count: int = 1,
+    max_size: int | None = None,
+    batch_size: int = 1000,
+) -> PreTrainedTokenizerFast:
+    """Like `train_word_tokenizer`, on the `text_column` of a `datasets.Dataset`, read in batches."""
+    if text_column not in dataset.column_names:
+        raise ValueError(
+            f"text column {text_column!r} not in the dataset; available columns: {dataset.column_names}"
+        )
+    counts = Counter()
+    for batch in dataset.iter(batch_size=batch_size):
+        for line in batch[text_column]:
+            counts.update(line.split())
+    return _build_tokenizer(counts, min_count=min_count, max_size=max_size)
+
+
+def _check_files_exist(items: Iterable) -> None:
+    for item in items:
+        if isinstance(item, os.PathLike) and not Path(item).is_file():
+            raise FileNotFoundError(f"training text file not found: {os.fspath(item)}")
+
+
+def _iter_lines(items: Iterable[str | os.PathLike]) -> Iterator[str]:
+    for item in items:
+        if isinstance(item, os.PathLike):
+            _check_files_exist([item])
+            with open(item, encoding="utf-8") as f:
+                yield from f
+        elif isinstance(item, str):
+            yield item
+        else:
+            raise TypeError(f"expected a line of text (str) or a file path (os.PathLike), got {type(item).__name__}")
+
+
+def _build_tokenizer(counts: Counter, *, min_count: int, max_size: int | None) -> PreTrainedTokenizerFast:
+    if min_count < 1:
+        raise ValueError(f"min_count must be >= 1, got {min_count}")
+    if max_size is not None and max_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"max_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {max_size}")
+    if not counts:
+        raise ValueError("the training text contains no words")
+    words = sorted(
+        (word for word, n in counts.items() if n >= min_count and word not in SPECIAL_TOKENS),
+        key=lambda word: (-counts[word], word),
+    )
+    if max_size is not None:
+        words = words[: max_size - len(SPECIAL_TOKENS)]
+    if not words:
+        raise ValueError(f"no word other than the special tokens occurs at least min_count={min_count} times")
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *words])}
+
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    eos_id = vocab[EOS_TOKEN]
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"$A {EOS_TOKEN}",
+        pair=f"$A {EOS_TOKEN} $B {EOS_TOKEN}",
+        special_tokens=[(EOS_TOKEN, eos_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token=UNK_TOKEN,
+        eos_token=EOS_TOKEN,
+        bos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        model_input_names=["input_ids", "attention_mask"],
+    )
