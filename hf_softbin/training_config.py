@@ -165,7 +165,8 @@ def _field_type(key: str):
 
 def _coerce(key: str, value):
     """Turn command-line strings into the field's type; YAML values pass through with a type check."""
-    kind = str(_field_type(key))
+    annotation = _field_type(key)
+    kind = annotation.__name__ if isinstance(annotation, type) else str(annotation)  # "float", "int | None", ...
     if isinstance(value, str):
         text = value.strip()
         if text.lower() in ("null", "none", "~") and "None" in kind:

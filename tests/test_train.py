@@ -1,0 +1,225 @@
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from hf_softbin.corpus import generate_corpus
+from hf_softbin.data import load_text_splits, token_stream, tokenize_splits
+from hf_softbin.train import CHECKPOINT_DIR, TrainingDiverged, evaluate, train
+from hf_softbin.training_config import load_run_config, parse_overrides
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("corpus")
+    lines = generate_corpus(700, seed=3)
+    for name, part in (("train", lines[:500]), ("valid", lines[500:600]), ("test", lines[600:])):
+        (directory / f"{name}.txt").write_text("\n".join(part) + "\n")
+    return directory
+
+
+def recipe(corpus, output_dir, **sections):
+    values = {
+        "output_dir": str(output_dir),
+        "data": {"train_file": str(corpus / "train.txt"), "validation_file": str(corpus / "valid.txt"),
+                 "test_file": str(corpus / "test.txt"), "max_vocab_size": 300},
+        "model": {"embedding_size": 16, "hidden_size": 16, "num_hidden_layers": 1, "dropout": 0.1},
+        "training": {"epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "lr": 0.01, "log_every": 1,
+                     "log_with": None},
+    }
+    for section, overrides in sections.items():
+        values.setdefault(section, {}).update(overrides)
+    return values
+
+
+def write_recipe(path, values):
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.fixture(scope="module")
+def teacher_run(corpus, tmp_path_factory):
+    output = tmp_path_factory.mktemp("teacher")
+    path = write_recipe(output / "teacher.yaml", recipe(corpus, output / "run"))
+    metrics = train(load_run_config(str(path)))
+    return output / "run", metrics
+
+
+def test_a_run_leaves_a_loadable_model_metrics_curve_and_state(teacher_run):
+    run, metrics = teacher_run
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "metrics.json", "training_curve.png"):
+        assert (run / name).exists(), name
+    assert (run / CHECKPOINT_DIR / "model.safetensors").exists()
+    on_disk = json.loads((run / "metrics.json").read_text())
+    for key in ("valid_ppl", "test_ppl", "compression_ratio", "tokens_per_second", "train_seconds", "config"):
+        assert on_disk[key] is not None, key
+    assert on_disk["config"]["model"]["hidden_size"] == 16
+    history = on_disk["history"]
+    assert len(history) == 2 and history[-1]["valid_ppl"] < history[0]["valid_ppl"] < 300
+    model = AutoModelForCausalLM.from_pretrained(run)
+    tokenizer = AutoTokenizer.from_pretrained(run)
+    assert model.config.vocab_size == len(tokenizer) == 300
+
+
+def test_distilled_binarized_student_beats_plain_binary_start_and_packs(teacher_run, corpus, tmp_path):
+    teacher, teacher_metrics = teacher_run
+    values = recipe(corpus, tmp_path / "student", model={"binarize": True},
+                    distill={"teacher": str(teacher), "kd_lambda": 0.5, "temperature": 2.0})
+    metrics = train(load_run_config(str(write_recipe(tmp_path / "student.yaml", values))))
+    assert (tmp_path / "student" / "master" / "model.safetensors").exists()
+    assert metrics["compression_ratio"] > 5
+    packed = AutoModelForCausalLM.from_pretrained(tmp_path / "student")
+    master = AutoModelForCausalLM.from_pretrained(tmp_path / "student" / "master")
+    assert packed.is_packed and not master.is_packed
+    ids = torch.randint(0, 300, (2, 12))
+    with torch.no_grad():
+        assert torch.equal(packed(ids).logits, master(ids).logits)
+    # Evaluating the saved packed model in this process gives the perplexity the run reported.
+    splits = tokenize_splits(load_text_splits(validation_file=corpus / "valid.txt"), AutoTokenizer.from_pretrained(teacher), "text")
+    from accelerate import Accelerator
+
+    loss, _ = evaluate(packed, token_stream(splits["validation"]), Accelerator(cpu=True), 4, 10)
+    assert math.isclose(math.exp(loss), metrics["valid_ppl"], rel_tol=1e-5)
+    assert metrics["valid_ppl"] < 2 * teacher_metrics["valid_ppl"]
+
+
+def test_teacher_with_another_vocabulary_is_rejected_before_training(teacher_run, corpus, tmp_path):
+    teacher, _ = teacher_run
+    other = AutoTokenizer.from_pretrained(teacher)
+    from hf_softbin.tokenization import train_word_tokenizer
+
+    train_word_tokenizer(["alpha beta gamma"]).save_pretrained(tmp_path / "tok")
+    values = recipe(corpus, tmp_path / "student", model={"binarize": True}, distill={"teacher": str(teacher)},
+                    data={"tokenizer": str(tmp_path / "tok")})
+    with pytest.raises(ValueError, match="different vocabulary"):
+        train(load_run_config(str(write_recipe(tmp_path / "s.yaml", values))))
+    assert len(other) == 300
+    assert not (tmp_path / "student" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v: v["training"].update(learning_rate=0.1), "unknown key"),
+        (lambda v: v.update(optimiser="adam"), "unknown key"),
+        (lambda v: v["data"].update(train_file="/nonexistent/train.txt"), "/nonexistent/train.txt"),
+        (lambda v: v["data"].update(text_column="sentence"), "sentence"),
+        (lambda v: v["model"].update(scaling="columns"), "scaling"),
+        (lambda v: v["training"].update(schedule="exp"), "training.schedule"),
+        (lambda v: v["training"].update(batch_size=0), "batch_size"),
+    ],
+)
+def test_bad_recipes_fail_before_training(corpus, tmp_path, change, message):
+    values = recipe(corpus, tmp_path / "run")
+    change(values)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        train(load_run_config(str(write_recipe(tmp_path / "bad.yaml", values))))
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_empty_corpus_is_rejected(corpus, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    values = recipe(corpus, tmp_path / "run", data={"train_file": str(tmp_path / "empty.txt")})
+    with pytest.raises(ValueError, match="no text"):
+        train(load_run_config(str(write_recipe(tmp_path / "bad.yaml", values))))
+
+
+def test_command_line_overrides_use_yaml_keys_and_unknown_ones_fail(corpus, tmp_path):
+    path = write_recipe(tmp_path / "r.yaml", recipe(corpus, tmp_path / "run"))
+    config = load_run_config(str(path), parse_overrides(["--training.lr", "0.5", "--model.binarize=true",
+                                                         "--distill.teacher", "x"]))
+    assert config.training.lr == 0.5 and config.model.binarize is True and config.distill.teacher == "x"
+    with pytest.raises(ValueError, match="--training.learning_rate"):
+        parse_overrides(["--training.learning_rate", "0.1"])
+    with pytest.raises(ValueError, match="training.epochs: expected an integer"):
+        load_run_config(str(path), {"training.epochs": "two"})
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_run_config(str(tmp_path / "missing.yaml"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
+    import hf_softbin.train as train_module
+
+    values = recipe(corpus, tmp_path / "run", training={"eval_every": 5, "epochs": 1})
+    real_cross_entropy = train_module.F.cross_entropy
+    calls = {"training": 0}
+
+    def poisoned(logits, targets, *args, **kwargs):
+        loss = real_cross_entropy(logits, targets, *args, **kwargs)
+        if kwargs.get("reduction", "mean") == "mean" and torch.is_grad_enabled():
+            calls["training"] += 1
+            if calls["training"] == 8:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(train_module.F, "cross_entropy", poisoned)
+    with pytest.raises(TrainingDiverged, match="nan.*step 7"):
+        train(load_run_config(str(write_recipe(tmp_path / "r.yaml", values))))
+    checkpoint = tmp_path / "run" / CHECKPOINT_DIR
+    state = torch.load(checkpoint / "custom_checkpoint_1.pkl", weights_only=False)
+    assert state["step"] == 5
+    assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
+
+
+def run_cli(args, **kwargs):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    return subprocess.Popen([sys.executable, "-m", "hf_softbin.train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+
+
+def test_sigint_saves_a_checkpoint_and_resuming_matches_an_uninterrupted_run(corpus, tmp_path):
+    values = recipe(corpus, tmp_path / "whole", model={"binarize": True, "dropout": 0.3},
+                    training={"epochs": 2, "eval_every": 15})
+    whole = write_recipe(tmp_path / "whole.yaml", values)
+    train(load_run_config(str(whole)))
+
+    interrupted_dir = tmp_path / "interrupted"
+    process = run_cli([str(whole), "--output_dir", str(interrupted_dir)])
+    for line in process.stdout:
+        if line.startswith("step 20: train loss"):
+            process.send_signal(signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "resumable checkpoint saved" in stderr
+    state = torch.load(interrupted_dir / CHECKPOINT_DIR / "custom_checkpoint_1.pkl", weights_only=False)
+    assert 20 <= state["step"] < 30  # stopped mid-run, not at the end
+
+    resumed = run_cli([str(whole), "--output_dir", str(interrupted_dir), "--resume_from_checkpoint", "latest"])
+    _, stderr = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, stderr
+    expected = load_file(tmp_path / "whole" / "master" / "model.safetensors")
+    got = load_file(interrupted_dir / "master" / "model.safetensors")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+def test_two_processes_train_in_sync_and_evaluate_like_one(corpus, tmp_path):
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    values = recipe(corpus, tmp_path / "ddp", model={"binarize": True}, training={"epochs": 1, "cpu": True})
+    path = write_recipe(tmp_path / "ddp.yaml", values)
+    env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    result = subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", "29531", "-m", "hf_softbin.train",
+                             str(path)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["replicas_identical"] is True
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "ddp")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "ddp")
+    splits = tokenize_splits(load_text_splits(test_file=corpus / "test.txt"), tokenizer, "text")
+    from accelerate import Accelerator
+
+    loss, count = evaluate(model, token_stream(splits["test"]), Accelerator(cpu=True), 4, 10)
+    assert count == metrics["test_tokens"]
+    assert math.isclose(math.exp(loss), metrics["test_ppl"], rel_tol=1e-6)
