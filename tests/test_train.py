@@ -223,3 +223,15 @@ def test_two_processes_train_in_sync_and_evaluate_like_one(corpus, tmp_path):
     loss, count = evaluate(model, token_stream(splits["test"]), Accelerator(cpu=True), 4, 10)
     assert count == metrics["test_tokens"]
     assert math.isclose(math.exp(loss), metrics["test_ppl"], rel_tol=1e-6)
+
+
+def test_every_shipped_recipe_parses():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*/*.yaml"))
+    assert len(recipes) >= 12
+    for path in recipes:
+        config = load_run_config(str(path))
+        assert config.output_dir.startswith("runs/"), path
+        if config.distill.teacher:
+            assert config.model.binarize and config.model.scaling == "row", path
