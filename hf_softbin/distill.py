@@ -4,6 +4,43 @@ import torch
 import torch.nn.functional as F
 
 
+class DistillationLoss(torch.autograd.Function):
+    """Loss and its gradient with respect to the student's logits in one pass over the vocabulary.
+
+    With p = softmax(s), p_T = softmax(s / T), q_T = softmax(t / T) and one-hot y, the gradient per token is
+    `(1 - lambda) * (p - y) + lambda * T * (p_T - q_T)`. Computing it directly needs one softmax of the student (two
+    when T != 1) and one of the teacher, instead of autograd's chain of log-softmaxes, copies and KL terms.
+    """
+
+    @staticmethod
+    def forward(ctx, student_logits, teacher_logits, targets, kd_lambda, temperature, ignore_index):
+        keep = (targets != ignore_index).to(student_logits.dtype).unsqueeze(1)
+        count = keep.sum().clamp(min=1.0)
+        index = targets.clamp(min=0).unsqueeze(1)
+        log_p = F.log_softmax(student_logits, dim=-1)
+        ce = -(log_p.gather(1, index) * keep).sum() / count
+        if temperature == 1.0:
+            log_p_t, log_q_t = log_p, F.log_softmax(teacher_logits, dim=-1)
+        else:
+            log_p_t = F.log_softmax(student_logits / temperature, dim=-1)
+            log_q_t = F.log_softmax(teacher_logits / temperature, dim=-1)
+        q_t = log_q_t.exp()
+        kl = ((q_t * (log_q_t - log_p_t)).sum(dim=1, keepdim=True) * keep).sum() / count
+        p_t = log_p_t.exp()
+        grad = (p_t - q_t).mul_(kd_lambda * temperature)
+        grad.add_(p_t if temperature == 1.0 else log_p.exp(), alpha=1.0 - kd_lambda)
+        grad.scatter_add_(1, index, keep * -(1.0 - kd_lambda))
+        grad.mul_(keep / count)
+        ctx.save_for_backward(grad)
+        ctx.mark_non_differentiable(ce)
+        return (1.0 - kd_lambda) * ce + kd_lambda * temperature**2 * kl, ce
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_ce):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss, None, None, None, None, None
+
+
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
                       kd_lambda: float, temperature: float, ignore_index: int = -100) -> tuple[torch.Tensor, torch.Tensor]:
     """`(1 - lambda) * CE(y, p_student) + lambda * T^2 * KL(p_teacher^T || p_student^T)`, averaged over tokens.
@@ -11,16 +48,8 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     Returns the total loss and the cross-entropy alone (for reporting perplexity).
     """
     vocab = student_logits.shape[-1]
-    student_logits = student_logits.reshape(-1, vocab).float()
-    targets = targets.reshape(-1)
-    ce = F.cross_entropy(student_logits, targets, ignore_index=ignore_index)
-    if kd_lambda == 0.0:
-        return ce, ce
-    keep = targets != ignore_index
-    student_log_probs = F.log_softmax(student_logits[keep] / temperature, dim=-1)
-    teacher_log_probs = F.log_softmax(teacher_logits.reshape(-1, vocab)[keep].float() / temperature, dim=-1)
-    kl = F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean")
-    return (1.0 - kd_lambda) * ce + kd_lambda * temperature**2 * kl, ce
+    return DistillationLoss.apply(student_logits.reshape(-1, vocab).float(), teacher_logits.reshape(-1, vocab).float(),
+                                  targets.reshape(-1), float(kd_lambda), float(temperature), ignore_index)
 
 
 def check_same_vocabulary(teacher_tokenizer, student_tokenizer, teacher_path: str):

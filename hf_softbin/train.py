@@ -275,6 +275,20 @@ def file_size(path: str) -> int:
     return os.path.getsize(os.path.join(path, "model.safetensors"))
 
 
+def segment_loss(model, teacher, x, y, state, teacher_state, config: RunConfig, accelerator: Accelerator):
+    """Loss of one BPTT segment (cross-entropy, or the distillation loss with a teacher) and the carried states."""
+    output = model(input_ids=x, cache=state)
+    state = output.cache.detach()
+    if teacher is None:
+        loss = F.cross_entropy(output.logits.reshape(-1, output.logits.shape[-1]).float(), y.reshape(-1))
+        return loss, loss, state, None
+    with torch.no_grad(), accelerator.autocast():
+        teacher_output = teacher(input_ids=x, cache=teacher_state)
+    loss, ce = distillation_loss(output.logits, teacher_output.logits, y, config.distill.kd_lambda,
+                                 config.distill.temperature)
+    return loss, ce, state, teacher_output.cache
+
+
 def train(config: RunConfig) -> dict:
     """Train as `config` says and leave a run directory; returns the metrics written to metrics.json."""
     accelerator = build_accelerator(config)
@@ -308,8 +322,6 @@ def train(config: RunConfig) -> dict:
     if resume is not None:
         accelerator.load_state(resume)
         accelerator.print(f"resumed from {resume} at epoch {progress.epoch}, step {progress.step}")
-    if accelerator.is_main_process and accelerator.trackers == [] and training.log_with:
-        pass
     accelerator.init_trackers("hf-softbin", config=_flat_hparams(config))
     raw_model = accelerator.unwrap_model(model)
     eval_every = training.eval_every or steps_per_epoch
@@ -342,16 +354,8 @@ def train(config: RunConfig) -> dict:
                 y = train_rows[:, start + 1 : start + 1 + length].to(accelerator.device)
                 began = time.perf_counter()
                 with accelerator.accumulate(model):
-                    output = model(input_ids=x, cache=state)
-                    state = output.cache.detach()
-                    if teacher is not None:
-                        with torch.no_grad(), accelerator.autocast():
-                            teacher_output = teacher(input_ids=x, cache=teacher_state)
-                        teacher_state = teacher_output.cache
-                        loss, ce = distillation_loss(output.logits, teacher_output.logits, y,
-                                                     config.distill.kd_lambda, config.distill.temperature)
-                    else:
-                        loss = ce = F.cross_entropy(output.logits.reshape(-1, output.logits.shape[-1]).float(), y.reshape(-1))
+                    loss, ce, state, teacher_state = segment_loss(model, teacher, x, y, state, teacher_state,
+                                                                  config, accelerator)
                     if not torch.isfinite(loss):
                         raise TrainingDiverged(
                             f"loss became {loss.item()} at epoch {progress.epoch}, step {progress.step}: stopped; the last "

@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+from hf_softbin.binarize import analytic_scale
 from hf_softbin import Binarizer, SoftBinLSTMForCausalLM, clip_latent_weights_, register_latent_clipping, sign_ste
 
 
@@ -71,3 +73,23 @@ def test_clipping_helpers_bound_only_latent_binarized_weights(tiny_config):
     model.model.lstm[1].weight_hh.weight.grad = torch.full_like(model.model.lstm[1].weight_hh.weight, -5.0)
     optimizer.step()
     assert model.model.lstm[1].weight_hh.weight.max() == 1.0
+
+
+@pytest.mark.parametrize("scaling, learned_shape", [("row", None), ("tensor", None), ("none", None),
+                                                     ("row", (6, 1)), ("tensor", (1, 1)), ("none", (1, 9))])
+def test_fused_quantizer_matches_the_composed_definition(scaling, learned_shape):
+    torch.manual_seed(0)
+    weight = (torch.rand(6, 9) * 2.4 - 1.2).requires_grad_(True)
+    learned = torch.rand(learned_shape).requires_grad_(True) if learned_shape else None
+    grad = torch.randn(6, 9)
+    Binarizer(scaling)(weight, learned).backward(grad)
+    fused = (weight.grad.clone(), learned.grad.clone() if learned is not None else None)
+    weight.grad = None
+    if learned is not None:
+        learned.grad = None
+    alpha = learned if learned is not None else (None if scaling == "none" else analytic_scale(weight, scaling))
+    composed = sign_ste(weight) if alpha is None else alpha * sign_ste(weight)
+    composed.backward(grad)
+    assert torch.allclose(fused[0], weight.grad, atol=1e-6)
+    if learned is not None:
+        assert torch.allclose(fused[1], learned.grad, atol=1e-6)
