@@ -11,12 +11,15 @@ from .modeling_softbin import (
     SoftBinLSTMModel,
     SoftBinLSTMPreTrainedModel,
 )
+from .pipelines import TextScoringPipeline, register_pipeline
 
 __version__ = "0.1.0"
 
 AutoConfig.register(SoftBinLSTMConfig.model_type, SoftBinLSTMConfig, exist_ok=True)
 AutoModel.register(SoftBinLSTMConfig, SoftBinLSTMModel, exist_ok=True)
 AutoModelForCausalLM.register(SoftBinLSTMConfig, SoftBinLSTMForCausalLM, exist_ok=True)
+
+register_pipeline()  # pipeline("text-scoring", model=...)
 
 __all__ = [
     "Binarizer",
@@ -26,6 +29,7 @@ __all__ = [
     "SoftBinLSTMForCausalLM",
     "SoftBinLSTMModel",
     "SoftBinLSTMPreTrainedModel",
+    "TextScoringPipeline",
     "clip_latent_weights_",
     "register_latent_clipping",
     "sign_ste",

@@ -16,6 +16,12 @@ def cmd_train(args):
     return train_main(args.extra)
 
 
+def cmd_bench(args):
+    from .benchmark import main as bench_main
+
+    return bench_main(args.extra)
+
+
 def cmd_demo(args):
     from .demo import run_demo
 
@@ -77,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model from a YAML recipe", add_help=False,
                                 description="hf-softbin train CONFIG.yaml [--section.key value ...]")
     train.set_defaults(func=cmd_train)
+
+    bench = commands.add_parser("bench", help="the benchmark table on wt2-mini (see scripts/benchmark.py --help)",
+                                add_help=False)
+    bench.set_defaults(func=cmd_bench)
 
     demo = commands.add_parser("demo", help="offline: train a teacher and a 1-bit distilled student on a generated corpus")
     demo.add_argument("--output-dir", default="demo-output", help="where the corpus and both run directories go")
@@ -140,9 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command != "train" and extra:
+    if args.command not in ("train", "bench") and extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra  # `train` takes its recipe and --section.key overrides itself
+    args.extra = extra  # `train` and `bench` parse their own options
     try:
         status = args.func(args)
     except (ValueError, FileNotFoundError, OSError) as err:

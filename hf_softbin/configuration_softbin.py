@@ -72,6 +72,8 @@ class SoftBinLSTMConfig(PretrainedConfig):
         self.checkpoint_format = checkpoint_format
         self.use_cache = use_cache
         self.tie_word_embeddings = tie_word_embeddings
+        if kwargs.get("custom_pipelines"):
+            kwargs["custom_pipelines"] = _undeclare_registered_pipelines(kwargs["custom_pipelines"])
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
@@ -124,6 +126,18 @@ class SoftBinLSTMConfig(PretrainedConfig):
             value = getattr(self, name, None)
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ValueError(f"SoftBinLSTMConfig.{name} must be in [0, vocab_size={self.vocab_size}), got {value!r}")
+
+
+def _undeclare_registered_pipelines(custom_pipelines: dict) -> dict:
+    """Drop the tasks this process has registered itself (`import hf_softbin` registers "text-scoring").
+
+    config.json declares the text-scoring pipeline for remote code. Transformers' `pipeline()` demands
+    `trust_remote_code=True` for any task a config declares, even one registered locally; without the declaration it
+    uses the registered pipeline, as the Auto classes prefer local code. `save_pretrained` declares it again.
+    """
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    return {task: info for task, info in custom_pipelines.items() if task not in PIPELINE_REGISTRY.supported_tasks}
 
 
 def _normalize_binarize(binarize) -> list[str]:

@@ -267,9 +267,14 @@ class SoftBinLSTMPreTrainedModel(PreTrainedModel):
             raise ValueError("this model was loaded from a packed checkpoint and has no float master weights to save; use packed=True")
         if os.path.isfile(save_directory):
             raise ValueError(f"save_pretrained: {save_directory} is a file, expected a directory")
+        if kwargs.pop("push_to_hub", False):
+            raise ValueError(
+                "save_pretrained(push_to_hub=True) is not supported: save the model (and its tokenizer) to a directory, "
+                "then upload it with hf_softbin.hub.push_to_hub(directory, repo_id) or `hf-softbin push DIRECTORY "
+                "REPO_ID`, which upload the packed checkpoint with its tokenizer and a model card, never a float master"
+            )
         if not is_main_process:
             return
-        push_to_hub = kwargs.pop("push_to_hub", False)
         tensors = self.packed_state_dict() if packed else self.master_state_dict()
         metadata = {"format": "pt", "softbin_format": PACKED_FORMAT if packed else MASTER_FORMAT}
         os.makedirs(save_directory, exist_ok=True)
@@ -278,6 +283,11 @@ class SoftBinLSTMPreTrainedModel(PreTrainedModel):
         original_format = self.config.checkpoint_format
         try:
             self.config.checkpoint_format = "packed" if packed else "master"
+            # The text-scoring pipeline is declared in config.json; this relative import makes Transformers copy
+            # pipelines.py with the other remote-code files.
+            from .pipelines import declare_pipeline
+
+            declare_pipeline(self.config)
             # Transformers writes the config, generation config and remote-code files; the weights are ours.
             super().save_pretrained(staging, state_dict={}, **kwargs)
             for name in os.listdir(staging):
@@ -289,8 +299,6 @@ class SoftBinLSTMPreTrainedModel(PreTrainedModel):
         finally:
             self.config.checkpoint_format = original_format
             shutil.rmtree(staging, ignore_errors=True)
-        if push_to_hub:
-            raise ValueError("use hf_softbin.hub.push_to_hub(dir, repo_id) or `hf-softbin push` to upload a saved model")
 
     @torch.no_grad()
     def master_state_dict(self) -> dict[str, torch.Tensor]:
