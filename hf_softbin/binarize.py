@@ -28,6 +28,11 @@ def sign_ste(weight: torch.Tensor) -> torch.Tensor:
     return SignSTE.apply(weight)
 
 
+def signs_of(weight: torch.Tensor) -> torch.Tensor:
+    """+-1 with sign(0) = +1, in two cheap float passes (`+ 0.0` turns -0.0 into +0.0 for copysign)."""
+    return torch.copysign(torch.ones((), dtype=weight.dtype, device=weight.device), weight + 0.0)
+
+
 class ScaledSignSTE(torch.autograd.Function):
     """`alpha * sign(W)` for a whole matrix in one function: fewer passes over the matrix than composing
     `alpha * SignSTE(W)` with autograd, which matters for the vocabulary-sized output layer.
@@ -45,21 +50,24 @@ class ScaledSignSTE(torch.autograd.Function):
             alpha = None
         else:
             alpha = analytic_scale(weight, scaling).to(storage_dtype).to(weight.dtype)
-        positive = weight >= 0
         ctx.save_for_backward(weight, alpha)
-        ctx.scaling, ctx.learned = scaling, learned is not None
+        ctx.learned = learned is not None
         if alpha is None:
-            return torch.where(positive, 1.0, -1.0).to(weight.dtype)
-        return torch.where(positive, alpha, -alpha)
+            return signs_of(weight)
+        if ctx.learned:
+            return signs_of(weight) * alpha  # a learned scalar may turn negative: copysign would drop that
+        return torch.copysign(alpha, weight + 0.0)  # mean |W| >= 0
 
     @staticmethod
     def backward(ctx, grad_output):
         weight, alpha = ctx.saved_tensors
-        inside = weight.abs() <= 1
+        grad_weight = grad_output if alpha is None else grad_output * alpha
+        # Latent weights are clipped after every step, so the mask is almost always all ones: test that first.
+        if bool(weight.abs().max() > 1):
+            grad_weight = grad_weight * (weight.abs() <= 1)
         if alpha is None:
-            return torch.where(inside, grad_output, 0.0), None, None, None
-        grad_weight = torch.where(inside, grad_output * alpha, 0.0)
-        signs = torch.where(weight >= 0, 1.0, -1.0).to(weight.dtype)
+            return grad_weight, None, None, None
+        signs = signs_of(weight)
         # d out / d alpha = signs, summed over the entries each alpha scales.
         reduce_dims = [dim for dim in range(2) if alpha.shape[dim] == 1]
         grad_alpha = (grad_output * signs).sum(dim=reduce_dims, keepdim=True)
@@ -67,8 +75,7 @@ class ScaledSignSTE(torch.autograd.Function):
             return grad_weight, grad_alpha, None, None
         # Analytic alpha = mean |W|: d alpha / d W = sign(W) / (entries averaged).
         averaged = weight.numel() // alpha.numel()
-        grad_weight.addcmul_(signs, grad_alpha, value=1.0 / averaged)
-        return grad_weight, None, None, None
+        return grad_weight.addcmul_(signs, grad_alpha, value=1.0 / averaged), None, None, None
 
 
 def round_ste(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

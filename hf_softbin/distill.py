@@ -5,51 +5,76 @@ import torch.nn.functional as F
 
 
 class DistillationLoss(torch.autograd.Function):
-    """Loss and its gradient with respect to the student's logits in one pass over the vocabulary.
+    """Loss and its gradient with respect to the student's logits, in few passes over the (tokens x vocabulary)
+    matrices and with one new buffer of that size: on a CPU these passes, not the arithmetic, cost the time.
 
     With p = softmax(s), p_T = softmax(s / T), q_T = softmax(t / T) and one-hot y, the gradient per token is
-    `(1 - lambda) * (p - y) + lambda * T * (p_T - q_T)`. Computing it directly needs one softmax of the student (two
-    when T != 1) and one of the teacher, instead of autograd's chain of log-softmaxes, copies and KL terms.
+    `(1 - lambda) * (p - y) + lambda * T * (p_T - q_T)`. The teacher's logits are overwritten (they are not needed
+    afterwards). The KL sum is computed as sum q_T * (log q_T - log p_T) = q_T . (t' - s') - lse(t') + lse(s'), with
+    t' = t / T and s' = s / T, as whole-matrix dot products.
     """
 
     @staticmethod
     def forward(ctx, student_logits, teacher_logits, targets, kd_lambda, temperature, ignore_index):
-        keep = (targets != ignore_index).to(student_logits.dtype).unsqueeze(1)
+        s, t = student_logits, teacher_logits
+        keep = (targets != ignore_index).to(s.dtype).unsqueeze(1)
         count = keep.sum().clamp(min=1.0)
         index = targets.clamp(min=0).unsqueeze(1)
-        log_p = F.log_softmax(student_logits, dim=-1)
-        ce = -(log_p.gather(1, index) * keep).sum() / count
+        # The student at temperature T: p_T in a new buffer, and its log-normalizer.
+        shift_s = s.amax(dim=1, keepdim=True)
+        p_t = torch.sub(s, shift_s)
+        if temperature != 1.0:
+            p_t.div_(temperature)
+        p_t.exp_()
+        norm_s = p_t.sum(dim=1, keepdim=True)
+        p_t.div_(norm_s)
+        lse_s_t = shift_s / temperature + norm_s.log()
+        # The teacher: t' - max in place, q_T (zero on ignored tokens) in a second buffer.
+        if temperature != 1.0:
+            t.div_(temperature)
+        shift_t = t.amax(dim=1, keepdim=True)
+        t.sub_(shift_t)
+        q_t = torch.exp(t)
+        norm_t = q_t.sum(dim=1, keepdim=True)
+        q_t.mul_(keep / norm_t)
+        # sum over kept tokens of KL(q_T || p_T)
+        q_dot_t = torch.dot(q_t.view(-1), t.view(-1)) + (keep * shift_t).sum()  # q . t'
+        q_dot_s = torch.dot(q_t.view(-1), s.view(-1)) / temperature  # q . s'
+        kl = (q_dot_t - q_dot_s - (keep * (shift_t + norm_t.log())).sum() + (keep * lse_s_t).sum()) / count
+        # Cross-entropy at temperature 1.
         if temperature == 1.0:
-            log_p_t, log_q_t = log_p, F.log_softmax(teacher_logits, dim=-1)
+            p, lse_s = p_t, lse_s_t
         else:
-            log_p_t = F.log_softmax(student_logits / temperature, dim=-1)
-            log_q_t = F.log_softmax(teacher_logits / temperature, dim=-1)
-        q_t = log_q_t.exp()
-        kl = ((q_t * (log_q_t - log_p_t)).sum(dim=1, keepdim=True) * keep).sum() / count
-        p_t = log_p_t.exp()
-        grad = (p_t - q_t).mul_(kd_lambda * temperature)
-        grad.add_(p_t if temperature == 1.0 else log_p.exp(), alpha=1.0 - kd_lambda)
-        grad.scatter_add_(1, index, keep * -(1.0 - kd_lambda))
-        grad.mul_(keep / count)
-        ctx.save_for_backward(grad)
+            lse_s = torch.logsumexp(s, dim=1, keepdim=True)
+            p = torch.exp(s - lse_s)
+        ce = ((lse_s - s.gather(1, index)) * keep).sum() / count
+        # Gradient (before the 1/count and keep factors, applied in backward), built in p_T's buffer.
+        if temperature == 1.0:
+            grad = p_t.sub_(q_t, alpha=kd_lambda)
+        else:
+            grad = p_t.sub_(q_t).mul_(kd_lambda * temperature).add_(p, alpha=1.0 - kd_lambda)
+        grad.scatter_add_(1, index, torch.full_like(keep, -(1.0 - kd_lambda)))
+        ctx.save_for_backward(grad, keep / count)
         ctx.mark_non_differentiable(ce)
         return (1.0 - kd_lambda) * ce + kd_lambda * temperature**2 * kl, ce
 
     @staticmethod
     def backward(ctx, grad_loss, grad_ce):
-        (grad,) = ctx.saved_tensors
-        return grad * grad_loss, None, None, None, None, None
+        grad, scale = ctx.saved_tensors
+        return grad.mul_(scale * grad_loss), None, None, None, None, None
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
                       kd_lambda: float, temperature: float, ignore_index: int = -100) -> tuple[torch.Tensor, torch.Tensor]:
     """`(1 - lambda) * CE(y, p_student) + lambda * T^2 * KL(p_teacher^T || p_student^T)`, averaged over tokens.
 
-    Returns the total loss and the cross-entropy alone (for reporting perplexity).
+    Returns the total loss and the cross-entropy alone (for reporting perplexity). `teacher_logits` may be
+    overwritten: it is scratch space once the loss is computed.
     """
     vocab = student_logits.shape[-1]
-    return DistillationLoss.apply(student_logits.reshape(-1, vocab).float(), teacher_logits.reshape(-1, vocab).float(),
-                                  targets.reshape(-1), float(kd_lambda), float(temperature), ignore_index)
+    teacher_logits = teacher_logits.detach().reshape(-1, vocab).float()  # overwritten: pass a copy if you need them
+    return DistillationLoss.apply(student_logits.reshape(-1, vocab).float(), teacher_logits, targets.reshape(-1),
+                                  float(kd_lambda), float(temperature), ignore_index)
 
 
 def check_same_vocabulary(teacher_tokenizer, student_tokenizer, teacher_path: str):

@@ -80,7 +80,7 @@ def test_clipping_helpers_bound_only_latent_binarized_weights(tiny_config):
 def test_fused_quantizer_matches_the_composed_definition(scaling, learned_shape):
     torch.manual_seed(0)
     weight = (torch.rand(6, 9) * 2.4 - 1.2).requires_grad_(True)
-    learned = torch.rand(learned_shape).requires_grad_(True) if learned_shape else None
+    learned = torch.randn(learned_shape).requires_grad_(True) if learned_shape else None
     grad = torch.randn(6, 9)
     Binarizer(scaling)(weight, learned).backward(grad)
     fused = (weight.grad.clone(), learned.grad.clone() if learned is not None else None)
@@ -93,3 +93,11 @@ def test_fused_quantizer_matches_the_composed_definition(scaling, learned_shape)
     assert torch.allclose(fused[0], weight.grad, atol=1e-6)
     if learned is not None:
         assert torch.allclose(fused[1], learned.grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("scaling", ["row", "tensor", "none"])
+def test_fused_quantizer_maps_both_zeros_to_plus_alpha(scaling):
+    weight = torch.tensor([[0.0, -0.0, -0.5, 0.25]])
+    out = Binarizer(scaling)(weight)
+    alpha = 1.0 if scaling == "none" else 0.1875
+    assert torch.equal(out, torch.tensor([[alpha, alpha, -alpha, alpha]]))
