@@ -14,7 +14,6 @@ platforms and Python versions, so a seed always gives the same text.
 import math
 import os
 import random
-import tempfile
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,6 +21,8 @@ from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import write_text_atomic
 
 NUM_CLOSED_CLASSES = 14  # small classes of frequent short words, like function words
 NUM_OPEN_CLASSES = 30  # large classes of longer words, like nouns and verbs
@@ -199,20 +200,9 @@ def write_default_corpus(directory: str | os.PathLike, seed: int = 0) -> dict[st
     paths, start = {}, 0
     for split, count in DEFAULT_SPLIT_LINES.items():
         paths[split] = directory / f"{split}.txt"
-        _write_atomically(paths[split], "".join(line + "\n" for line in lines[start : start + count]))
+        write_text_atomic(paths[split], "".join(line + "\n" for line in lines[start : start + count]))
         start += count
     return paths
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _syllable(rng: random.Random) -> str:

@@ -1,7 +1,6 @@
 """Knowledge distillation from a full-precision teacher (DESIGN 2.3)."""
 
 import torch
-import torch.nn.functional as F
 
 
 class DistillationLoss(torch.autograd.Function):

@@ -6,13 +6,13 @@ Signs are packed row by row, 8 weights a byte, least significant bit first: a (r
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 
 import numpy as np
 import torch
 from safetensors.torch import save as safetensors_save
+
+from .atomic import write_bytes_atomic
 
 PAYLOAD_DIGEST_KEY = "softbin_payload_sha256"
 
@@ -70,18 +70,3 @@ def verify_safetensors(path: str) -> dict[str, str]:
     if expected is not None and hashlib.sha256(payload).hexdigest() != expected:
         raise ValueError(f"{path}: corrupted: tensor data does not match the SHA-256 recorded when it was saved")
     return metadata
-
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

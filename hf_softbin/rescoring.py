@@ -16,11 +16,12 @@ import math
 import os
 import random
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import jiwer
+
+from .atomic import write_text_atomic
 
 LMLogProb = Callable[[list[str]], Sequence[float]]
 
@@ -442,35 +443,19 @@ def tune_weights(
 # ------------------------------------------------------------------------------------------------------------- writing
 
 
-def _write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write to a temporary file next to `path`, then rename over it: readers never see a half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_choices_jsonl(result: RescoreResult, path: str | os.PathLike) -> None:
     """One line per utterance: {"id", "text", "score", "index"}, score = rescoring score, index into its hyps."""
     lines = [
         json.dumps({"id": u.id, "text": _normalize(u.hyps[i].text), "score": s, "index": i}, ensure_ascii=False)
         for u, i, s in zip(result.utterances, result.chosen, result.scores)
     ]
-    _write_text_atomic(path, "".join(line + "\n" for line in lines))
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def write_choices_kaldi(result: RescoreResult, path: str | os.PathLike) -> None:
     """Kaldi text: `UTT-ID word word ...` per utterance (just the id for an empty hypothesis)."""
     lines = [f"{u.id} {_normalize(u.hyps[i].text)}".rstrip() for u, i in zip(result.utterances, result.chosen)]
-    _write_text_atomic(path, "".join(line + "\n" for line in lines))
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def write_nbest_jsonl(utterances: Sequence[Utterance], path: str | os.PathLike) -> None:
@@ -487,7 +472,7 @@ def write_nbest_jsonl(utterances: Sequence[Utterance], path: str | os.PathLike) 
         if utt.ref is not None:
             record["ref"] = utt.ref
         lines.append(json.dumps(record, ensure_ascii=False))
-    _write_text_atomic(path, "".join(line + "\n" for line in lines))
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 # ---------------------------------------------------------------------------------------- synthetic n-best for testing

@@ -28,7 +28,7 @@ from .configuration_softbin import SoftBinLSTMConfig
 from .data import IGNORE_INDEX, batchify, eval_streams, load_text_splits, token_stream, tokenize_splits
 from .distill import check_same_vocabulary, distillation_loss, init_student_from_teacher
 from .modeling_softbin import LSTMState, SoftBinLSTMForCausalLM
-from .packing import write_bytes_atomic
+from .atomic import write_bytes_atomic
 from .tokenization import train_word_tokenizer_from_dataset
 from .training_config import RunConfig, load_run_config, parse_overrides
 

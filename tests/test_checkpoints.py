@@ -12,6 +12,8 @@ from transformers import AutoModelForCausalLM
 
 from hf_softbin import PackedModelTrainingError, SoftBinLSTMConfig, SoftBinLSTMForCausalLM
 
+from conftest import BLOCK_HF_SOFTBIN
+
 VARIANTS = [
     dict(),
     dict(scaling="tensor"),
@@ -148,26 +150,15 @@ def test_saved_files_carry_metadata_digest_and_remote_code(saved):
     assert metadata["softbin_format"] == "softbin-packed-1" and len(metadata["softbin_payload_sha256"]) == 64
     config = json.loads((saved / "config.json").read_text())
     assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_softbin.SoftBinLSTMForCausalLM"
-    for name in ("modeling_softbin.py", "configuration_softbin.py", "binarize.py", "packing.py"):
+    for name in ("modeling_softbin.py", "configuration_softbin.py", "binarize.py", "packing.py", "atomic.py"):
         assert (saved / name).exists(), name
     assert not [name for name in os.listdir(saved) if name.startswith(".tmp")]
 
 
-BLOCKED_IMPORT = textwrap.dedent(
+BLOCKED_IMPORT = BLOCK_HF_SOFTBIN + textwrap.dedent(
     """
-    import sys, importlib.abc
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_softbin" or name.startswith("hf_softbin."):
-                raise ImportError("hf_softbin is blocked in this process")
-    sys.meta_path.insert(0, Block())
     import torch
     from transformers import AutoModelForCausalLM
-    try:
-        import hf_softbin
-        raise SystemExit("hf_softbin was importable")
-    except ImportError:
-        pass
     model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True)
     assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
     ids = torch.load(sys.argv[2])

@@ -19,18 +19,12 @@ SENTENCES = ["the cat sat on the mat", "a dog ran under the tree", "the bird san
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))  # copied as is, never decoded
 EXPECTED_FILES = {
     "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-    "configuration_softbin.py", "modeling_softbin.py", "binarize.py", "packing.py", "pipelines.py",
+    "configuration_softbin.py", "modeling_softbin.py", "binarize.py", "packing.py", "atomic.py", "pipelines.py",
     "metrics.json", "training_curve.png",
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and much faster than on two when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_run_dir(directory, data=None, metrics=True, curve=True):

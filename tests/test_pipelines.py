@@ -14,19 +14,15 @@ from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, TextScoringPip
 from hf_softbin.pipelines import token_logprobs
 from hf_softbin.tokenization import train_word_tokenizer
 
+from conftest import BLOCK_HF_SOFTBIN
+
 WORDS = "the a cat dog bird sat ran sang on under over mat tree roof today again".split()
 SENTENCES = ["the cat sat on the mat", "a dog ran under the tree", "the bird sang over the roof today",
              "a cat sat again", "the dog sang on a mat today again"]
 MIXED = ["the cat", "a dog ran under the tree today again on the mat", "", "bird", "the cat sat on the xyzzy mat"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and much faster than on two when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(tokenizer, seed=0, **overrides):
@@ -159,19 +155,9 @@ def test_saved_checkpoint_declares_the_pipeline(saved, model, tokenizer, tmp_pat
     assert reloaded("a dog ran")["logprob"] == pytest.approx(scorer("a dog ran")["logprob"], abs=1e-5)
 
 
-REMOTE_PIPELINE = textwrap.dedent(
+REMOTE_PIPELINE = BLOCK_HF_SOFTBIN + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-    class Block(importlib.abc.MetaPathFinder):  # as in test_checkpoints.BLOCKED_IMPORT
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_softbin" or name.startswith("hf_softbin."):
-                raise ImportError("hf_softbin is blocked in this process")
-    sys.meta_path.insert(0, Block())
-    try:
-        import hf_softbin
-        raise SystemExit("hf_softbin was importable")
-    except ImportError:
-        pass
+    import json
     from transformers import pipeline
     scorer = pipeline("text-scoring", model=sys.argv[1], trust_remote_code=True)
     assert type(scorer).__module__.startswith("transformers_modules"), type(scorer).__module__

@@ -18,13 +18,7 @@ OBJECTS = ["the ball", "a tree", "the house", "the river", "a red car"]
 ENDINGS = ["today", "again", "slowly", "at night"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and much faster than on two when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def generated_sentences(n, seed):
