@@ -131,13 +131,12 @@ class QuantizedMatrix(nn.Module):
     @torch.no_grad()
     def packed_tensors(self) -> dict[str, torch.Tensor]:
         """Sign bits and the stored scalars (rounded to the storage precision) of a binarized matrix."""
-        source = self.weight if not self.packed else None
-        if source is None:
+        if self.packed:  # loaded from a packed checkpoint: save what was loaded
             return {"bits": self.bits, **({"scale": self.scale} if hasattr(self, "scale") else {})}
-        tensors = {"bits": pack_signs(source)}
+        tensors = {"bits": pack_signs(self.weight)}
         scale = self.learned_scale()
         if scale is None and self.scaling != "none":
-            scale = analytic_scale(source, self.scaling)
+            scale = analytic_scale(self.weight, self.scaling)
         if scale is not None:
             tensors["scale"] = scale.to(self.storage_dtype)
         return tensors
