@@ -237,18 +237,18 @@ def train_rows(args, data_dir: str) -> dict[str, str]:
     from .train import train
     from .training_config import load_run_config
 
-    epochs = args.epochs or load_run_config(os.path.join(RECIPES, "teacher.yaml")).training.epochs
+    epochs = args.epochs or load_run_config(os.path.join(RECIPES, "teacher.yaml")).training.max_epochs
     data = {"data.train_file": os.path.join(data_dir, "train.txt"),
             "data.validation_file": os.path.join(data_dir, "valid.txt"),
             "data.test_file": os.path.join(data_dir, "test.txt")}
-    common = {**data, "training.epochs": epochs, "training.log_with": None, "training.log_every": 100}
+    common = {**data, "training.max_epochs": epochs, "training.log_with": None, "training.log_every": 100}
     if args.quick:
-        common.update({"training.max_steps": 30, "training.eval_batch_size": 40, "training.epochs": 1})
+        common.update({"training.max_steps": 30, "training.eval_batch_size": 40, "training.max_epochs": 1})
     runs = os.path.join(args.runs_dir)
     teacher_dir = os.path.join(runs, "fp32")
     plan = [
         ("fp32", "teacher.yaml", {}),
-        ("fp32-long", "teacher.yaml", {"training.epochs": 2 * epochs} if not args.quick else {"training.max_steps": 60}),
+        ("fp32-long", "teacher.yaml", {"training.max_epochs": 2 * epochs} if not args.quick else {"training.max_steps": 60}),
         ("bllm", "bllm.yaml", {}),
         ("soft", "soft-kd.yaml", {"distill.teacher": None}),
         ("soft-kd", "soft-kd.yaml", {"distill.teacher": teacher_dir}),

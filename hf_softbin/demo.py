@@ -7,7 +7,7 @@ from .train import train
 from .training_config import load_run_config
 
 SHAPE = {"model.embedding_size": 128, "model.hidden_size": 128, "model.num_hidden_layers": 2, "model.dropout": 0.1}
-TRAINING = {"training.epochs": 6, "training.batch_size": 16, "training.eval_batch_size": 8, "training.bptt": 35,
+TRAINING = {"training.max_epochs": 6, "training.batch_size": 16, "training.eval_batch_size": 8, "training.bptt": 35,
             "training.lr": 0.003, "training.log_every": 100, "training.log_with": None}
 
 

@@ -279,7 +279,7 @@ def _training(metrics: dict) -> str:
     if dataset:
         lines.append(f"- data: {dataset['name']}")
     training = run.get("training") or {}
-    keys = ("epochs", "max_steps", "batch_size", "bptt", "optimizer", "lr", "schedule", "grad_clip", "mixed_precision")
+    keys = ("max_epochs", "max_steps", "batch_size", "bptt", "optimizer", "lr", "schedule", "grad_clip", "mixed_precision")
     settings = ", ".join(f"{k}={training[k]}" for k in keys if training.get(k) is not None)
     if settings:
         lines.append(f"- training: {settings}")

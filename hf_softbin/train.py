@@ -66,6 +66,15 @@ class Progress:
     def state_dict(self) -> dict:
         return {name: value for name, value in vars(self).items()}
 
+    def evaluations_since_best(self) -> int:
+        losses = [point["valid_loss"] for point in self.history]
+        return len(losses) - 1 - losses.index(min(losses)) if losses else 0
+
+    def converged(self, training) -> bool:
+        """Early stopping: the last `early_stopping_patience` evaluations did not beat the best one."""
+        patience = training.early_stopping_patience
+        return patience > 0 and self.evaluations_since_best() >= patience
+
     def load_state_dict(self, state: dict):
         for name, value in state.items():
             setattr(self, name, value)
@@ -310,7 +319,7 @@ def train(config: RunConfig) -> dict:
     train_rows = batchify(streams["train"], training.batch_size, accelerator.process_index, accelerator.num_processes)
     segments = range(0, train_rows.shape[1] - 1, training.bptt)
     steps_per_epoch = math.ceil(len(segments) / training.gradient_accumulation_steps)
-    total_steps = training.max_steps or steps_per_epoch * training.epochs
+    total_steps = training.max_steps or steps_per_epoch * training.max_epochs
 
     optimizer = build_optimizer(config, model)
     if model.config.is_binarized:
@@ -344,7 +353,7 @@ def train(config: RunConfig) -> dict:
                dynamic_ncols=True)
     with StopSignal() as stop:
         model.train()
-        while progress.epoch < training.epochs and progress.step < total_steps:
+        while progress.epoch < training.max_epochs and progress.step < total_steps and not progress.converged(training):
             state = unstack_state(accelerator, progress.carried.get("student", {}))
             teacher_state = unstack_state(accelerator, progress.carried.get("teacher", {}))
             while progress.segment < len(segments) and progress.step < total_steps:
@@ -409,7 +418,12 @@ def _stop_requested(stop: StopSignal, accelerator: Accelerator) -> bool:
 
 
 def finish(config, accelerator, model, raw_model, tokenizer, streams, progress) -> dict:
-    """Restore the best weights, evaluate, save model, master, tokenizer, state, metrics and the curve."""
+    """Save the training state, restore the best weights, evaluate, save model, master, tokenizer, metrics, curve.
+
+    The checkpoint is saved before the best weights are restored, so resuming it with a larger `max_epochs` continues
+    the run exactly where it stopped.
+    """
+    save_checkpoint(accelerator, config.output_dir)
     if progress.best_weights is not None:
         raw_model.load_state_dict(progress.best_weights)
     training = config.training
@@ -417,7 +431,6 @@ def finish(config, accelerator, model, raw_model, tokenizer, streams, progress) 
     test_loss, test_tokens = (evaluate(raw_model, streams["test"], accelerator, training.eval_batch_size, training.bptt)
                               if "test" in streams else (None, 0))
     identical = replicas_identical(raw_model, accelerator)
-    save_checkpoint(accelerator, config.output_dir)
     metrics = None
     if accelerator.is_main_process:
         output_dir = config.output_dir
@@ -441,6 +454,8 @@ def finish(config, accelerator, model, raw_model, tokenizer, streams, progress) 
             "train_seconds": progress.train_seconds,
             "steps": progress.step,
             "epochs": progress.epoch,
+            "best_epoch": _best_epoch(progress.history),
+            "stopped_early": progress.converged(training),
             "world_size": accelerator.num_processes,
             "replicas_identical": identical,
             "history": progress.history,
@@ -454,6 +469,10 @@ def finish(config, accelerator, model, raw_model, tokenizer, streams, progress) 
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
+
+
+def _best_epoch(history: list[dict]) -> float | None:
+    return min(history, key=lambda point: point["valid_loss"])["epoch"] if history else None
 
 
 def _flat_hparams(config: RunConfig) -> dict:

@@ -44,7 +44,8 @@ class ModelConfig:
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 6
+    max_epochs: int = 40  # an upper bound: early stopping usually ends the run before
+    early_stopping_patience: int = 3  # stop after this many evaluations without a better validation loss; 0 = never
     max_steps: int | None = None  # stop after this many optimizer steps (for smoke runs)
     batch_size: int = 20
     eval_batch_size: int = 10
@@ -202,9 +203,11 @@ def _validate(config: RunConfig, where: str):
         if value not in choices:
             raise ValueError(f"{where}: {key} must be one of {choices}, got {value!r}")
     training = config.training
-    for name in ("epochs", "batch_size", "eval_batch_size", "bptt", "gradient_accumulation_steps", "log_every"):
+    for name in ("max_epochs", "batch_size", "eval_batch_size", "bptt", "gradient_accumulation_steps", "log_every"):
         if getattr(training, name) <= 0:
             raise ValueError(f"{where}: training.{name} must be positive, got {getattr(training, name)}")
+    if training.early_stopping_patience < 0:
+        raise ValueError(f"{where}: training.early_stopping_patience must be >= 0 (0 = never stop early), got {training.early_stopping_patience}")
     if training.lr <= 0:
         raise ValueError(f"{where}: training.lr must be positive, got {training.lr}")
     if training.max_steps is not None and training.max_steps <= 0:

@@ -33,7 +33,7 @@ def recipe(corpus, output_dir, **sections):
         "data": {"train_file": str(corpus / "train.txt"), "validation_file": str(corpus / "valid.txt"),
                  "test_file": str(corpus / "test.txt"), "max_vocab_size": 300},
         "model": {"embedding_size": 16, "hidden_size": 16, "num_hidden_layers": 1, "dropout": 0.1},
-        "training": {"epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "lr": 0.01, "log_every": 1,
+        "training": {"max_epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "lr": 0.01, "log_every": 1,
                      "log_with": None},
     }
     for section, overrides in sections.items():
@@ -140,8 +140,8 @@ def test_command_line_overrides_use_yaml_keys_and_unknown_ones_fail(corpus, tmp_
     assert config.training.lr == 0.5 and config.model.binarize is True and config.distill.teacher == "x"
     with pytest.raises(ValueError, match="--training.learning_rate"):
         parse_overrides(["--training.learning_rate", "0.1"])
-    with pytest.raises(ValueError, match="training.epochs: expected an integer"):
-        load_run_config(str(path), {"training.epochs": "two"})
+    with pytest.raises(ValueError, match="training.max_epochs: expected an integer"):
+        load_run_config(str(path), {"training.max_epochs": "two"})
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         load_run_config(str(tmp_path / "missing.yaml"))
 
@@ -149,7 +149,7 @@ def test_command_line_overrides_use_yaml_keys_and_unknown_ones_fail(corpus, tmp_
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
     import hf_softbin.train as train_module
 
-    values = recipe(corpus, tmp_path / "run", training={"eval_every": 5, "epochs": 1})
+    values = recipe(corpus, tmp_path / "run", training={"eval_every": 5, "max_epochs": 1})
     real_cross_entropy = train_module.F.cross_entropy
     calls = {"training": 0}
 
@@ -178,7 +178,7 @@ def run_cli(args, **kwargs):
 
 def test_sigint_saves_a_checkpoint_and_resuming_matches_an_uninterrupted_run(corpus, tmp_path):
     values = recipe(corpus, tmp_path / "whole", model={"binarize": True, "dropout": 0.3},
-                    training={"epochs": 2, "eval_every": 15})
+                    training={"max_epochs": 2, "eval_every": 15})
     whole = write_recipe(tmp_path / "whole.yaml", values)
     train(load_run_config(str(whole)))
 
@@ -207,7 +207,7 @@ def test_sigint_saves_a_checkpoint_and_resuming_matches_an_uninterrupted_run(cor
 def test_two_processes_train_in_sync_and_evaluate_like_one(corpus, tmp_path):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
-    values = recipe(corpus, tmp_path / "ddp", model={"binarize": True}, training={"epochs": 1, "cpu": True})
+    values = recipe(corpus, tmp_path / "ddp", model={"binarize": True}, training={"max_epochs": 1, "cpu": True})
     path = write_recipe(tmp_path / "ddp.yaml", values)
     env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     result = subprocess.run(["torchrun", "--nproc_per_node", "2", "--master_port", "29531", "-m", "hf_softbin.train",

@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""The recipe search on wt2-mini: settings chosen on validation perplexity only, then trained to convergence.
+
+    python benchmarks/search.py                       # all families, in order (many hours on 2 CPU cores)
+    python benchmarks/search.py --family teacher      # one family (students need the teacher's winner first)
+
+Every family (float teacher, BLLM, soft, soft + KD) is searched the same way:
+
+1. screening: each setting trains for `--screen-epochs` epochs (early stopping on), starting from the family's recipe
+   in configs/wt2-mini with the setting's overrides;
+2. the `--finalists` settings with the best screening validation perplexity continue from their screening
+   checkpoint (`--resume_from_checkpoint latest`) until validation stops improving (`--max-epochs` cap);
+3. the winner is the finalist with the lowest validation perplexity. Test perplexity is recorded for the report
+   and never read by this script to choose anything.
+
+Each run is saved as it finishes (`--results`, JSON); a second invocation skips what is done, so the search can be
+interrupted and continued. The winners are copied into the recipes by hand, with the table this writes.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+RECIPES = os.path.join("configs", "wt2-mini")
+FAMILIES = ("teacher", "bllm", "soft", "soft-kd")
+
+OPTIMIZERS = {
+    "sgd-lr10": {"training.optimizer": "sgd", "training.lr": 10},
+    "sgd-lr20": {"training.optimizer": "sgd", "training.lr": 20},
+    "sgd-lr40": {"training.optimizer": "sgd", "training.lr": 40},
+    "adam-lr1e-3": {"training.optimizer": "adam", "training.lr": 0.001},
+    "adam-lr2e-3": {"training.optimizer": "adam", "training.lr": 0.002},
+}
+# Every run: the classic schedule (divide the learning rate by 4 when validation stops improving), clip 0.25.
+COMMON = {"training.schedule": "plateau", "training.plateau_factor": 0.25, "training.grad_clip": 0.25,
+          "training.log_with": None, "training.log_every": 100}
+# Binarized models converge more slowly: wait 3 epochs without improvement before cutting the learning rate.
+FLOAT_PATIENCE = {"training.plateau_patience": 0, "training.early_stopping_patience": 3}
+BINARY_PATIENCE = {"training.plateau_patience": 2, "training.early_stopping_patience": 5}
+
+
+def stage_b(family: str, optimizer: str) -> dict[str, dict]:
+    """Settings tried with the family's best screening optimizer: as many for BLLM as for soft + KD."""
+    if family == "bllm":
+        return {f"{optimizer}+dropout0.2": {"model.dropout": 0.2}, f"{optimizer}+dropout0.3": {"model.dropout": 0.3},
+                f"{optimizer}+dropout0.4": {"model.dropout": 0.4},
+                f"{optimizer}+plateau0": {"training.plateau_patience": 0},
+                f"{optimizer}+plateau4": {"training.plateau_patience": 4, "training.early_stopping_patience": 7}}
+    if family == "soft":
+        return {f"{optimizer}+analytic": {"model.learnable_scale": False}}
+    if family == "soft-kd":
+        return {f"{optimizer}+analytic": {"model.learnable_scale": False},
+                f"{optimizer}+no-init": {"distill.init_from_teacher": False},
+                f"{optimizer}+lambda0.8": {"distill.kd_lambda": 0.8},
+                f"{optimizer}+T2": {"distill.temperature": 2.0},
+                f"{optimizer}+dropout0.3": {"model.dropout": 0.3}}
+    return {}
+
+
+def family_base(family: str, teacher_dir: str | None) -> tuple[str, dict]:
+    """The recipe file and the overrides every setting of the family shares."""
+    if family == "teacher":
+        return "teacher.yaml", {**COMMON, **FLOAT_PATIENCE}
+    if family == "bllm":
+        return "bllm.yaml", {**COMMON, **BINARY_PATIENCE}
+    if family == "soft":
+        return "soft-kd.yaml", {**COMMON, **BINARY_PATIENCE, "distill.teacher": None, "model.learnable_scale": True}
+    return "soft-kd.yaml", {**COMMON, **BINARY_PATIENCE, "distill.teacher": teacher_dir,
+                            "model.learnable_scale": True, "distill.init_from_teacher": True,
+                            "distill.kd_lambda": 0.5, "distill.temperature": 1.0}
+
+
+def train(recipe: str, output_dir: str, overrides: dict, resume: bool, log_path: str) -> dict:
+    command = [sys.executable, "-m", "hf_softbin.cli", "train", os.path.join(RECIPES, recipe),
+               "--output_dir", output_dir]
+    for key, value in overrides.items():
+        command += [f"--{key}", "null" if value is None else str(value)]
+    if resume:
+        command += ["--resume_from_checkpoint", "latest"]
+    began = time.time()
+    with open(log_path, "a") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+    with open(os.path.join(output_dir, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    history = metrics["history"]
+    return {"valid_ppl": metrics["valid_ppl"], "test_ppl": metrics["test_ppl"], "epochs": metrics["epochs"],
+            "best_epoch": metrics["best_epoch"], "stopped_early": metrics["stopped_early"],
+            "train_seconds": metrics["train_seconds"], "wall_seconds": time.time() - began,
+            "valid_curve": [round(point["valid_ppl"], 2) for point in history]}
+
+
+class Search:
+    def __init__(self, args):
+        self.args = args
+        self.results = json.load(open(args.results)) if os.path.exists(args.results) else {}
+
+    def save(self):
+        staging = self.args.results + ".tmp"
+        with open(staging, "w") as handle:
+            json.dump(self.results, handle, indent=1)
+        os.replace(staging, self.args.results)
+
+    def run_dir(self, family: str, setting: str) -> str:
+        return os.path.join(self.args.runs_dir, family, setting)
+
+    def screen(self, family: str, settings: dict[str, dict], recipe: str, base: dict):
+        entries = self.results.setdefault(family, {})
+        for setting, overrides in settings.items():
+            if setting in entries and "screen" in entries[setting]:
+                continue
+            merged = {**base, **overrides, **self.args.extra, "training.max_epochs": self.args.screen_epochs}
+            print(f"[{family}] screening {setting}", flush=True)
+            outcome = train(recipe, self.run_dir(family, setting), merged, False, self.args.log)
+            entries[setting] = {"overrides": {**base, **overrides}, "screen": outcome}
+            self.save()
+            print(f"[{family}] {setting}: valid ppl {outcome['valid_ppl']:.2f} after {outcome['epochs']} epochs",
+                  flush=True)
+
+    def best_screened(self, family: str, count: int) -> list[str]:
+        entries = self.results[family]
+        return sorted(entries, key=lambda name: entries[name]["screen"]["valid_ppl"])[:count]
+
+    def finish(self, family: str, recipe: str):
+        entries = self.results[family]
+        for setting in self.best_screened(family, self.args.finalists):
+            entry = entries[setting]
+            if "final" in entry:
+                continue
+            overrides = {**entry["overrides"], **self.args.extra, "training.max_epochs": self.args.max_epochs}
+            print(f"[{family}] training {setting} to convergence", flush=True)
+            entry["final"] = train(recipe, self.run_dir(family, setting), overrides, True, self.args.log)
+            self.save()
+        finalists = [name for name in entries if "final" in entries[name]]
+        winner = min(finalists, key=lambda name: entries[name]["final"]["valid_ppl"])
+        self.results.setdefault("winners", {})[family] = {"setting": winner, "run_dir": self.run_dir(family, winner),
+                                                          "overrides": entries[winner]["overrides"]}
+        self.save()
+        print(f"[{family}] winner {winner}: valid ppl {entries[winner]['final']['valid_ppl']:.2f}", flush=True)
+
+    def family(self, family: str):
+        teacher_dir = None
+        if family == "soft-kd":
+            if "teacher" not in self.results.get("winners", {}):
+                raise SystemExit("search the teacher family first: soft + KD distils from its winner")
+            teacher_dir = self.results["winners"]["teacher"]["run_dir"]
+        recipe, base = family_base(family, teacher_dir)
+        self.screen(family, OPTIMIZERS, recipe, base)
+        if family != "teacher":
+            best_optimizer = self.best_screened(family, 1)[0].split("+")[0]
+            self.screen(family, stage_b(family, best_optimizer), recipe, {**base, **OPTIMIZERS[best_optimizer]})
+        self.finish(family, recipe)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--family", choices=FAMILIES, action="append", help="search only these (default: all)")
+    parser.add_argument("--screen-epochs", type=int, default=5)
+    parser.add_argument("--finalists", type=int, default=2)
+    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--runs-dir", default=os.path.join("runs", "search", "wt2-mini"))
+    parser.add_argument("--results", default=os.path.join("benchmarks", "search_results.json"))
+    parser.add_argument("--log", default=os.path.join("runs", "search", "search.log"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override for every run (for a smoke test: --set training.max_steps=3)")
+    args = parser.parse_args(argv)
+    args.extra = dict(item.split("=", 1) for item in args.set)
+    os.makedirs(os.path.dirname(os.path.abspath(args.log)), exist_ok=True)
+    search = Search(args)
+    for family in args.family or FAMILIES:
+        search.family(family)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
