@@ -1,19 +1,23 @@
-"""hf-softbin: soft-binarized (1-bit) LSTM language models as native Hugging Face Transformers models."""
+"""hf-softbin: soft-binarized (1-bit) and product-quantized LSTM language models as native Transformers models."""
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-from .binarize import Binarizer, clip_latent_weights_, register_latent_clipping, sign_ste
-from .configuration_softbin import SoftBinLSTMConfig
-from .modeling_softbin import (
+from .models.softbin_lstm import (
     LSTMState,
     PackedModelTrainingError,
+    SoftBinLSTMConfig,
     SoftBinLSTMForCausalLM,
     SoftBinLSTMModel,
     SoftBinLSTMPreTrainedModel,
+    TextScoringPipeline,
+    UnsupportedDeviceDtype,
+    binarize,
+    register_latent_clipping,
+    register_pipeline,
+    sign_ste,
 )
-from .pipelines import TextScoringPipeline, register_pipeline
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 AutoConfig.register(SoftBinLSTMConfig.model_type, SoftBinLSTMConfig, exist_ok=True)
 AutoModel.register(SoftBinLSTMConfig, SoftBinLSTMModel, exist_ok=True)
@@ -22,7 +26,6 @@ AutoModelForCausalLM.register(SoftBinLSTMConfig, SoftBinLSTMForCausalLM, exist_o
 register_pipeline()  # pipeline("text-scoring", model=...)
 
 __all__ = [
-    "Binarizer",
     "LSTMState",
     "PackedModelTrainingError",
     "SoftBinLSTMConfig",
@@ -30,7 +33,8 @@ __all__ = [
     "SoftBinLSTMModel",
     "SoftBinLSTMPreTrainedModel",
     "TextScoringPipeline",
-    "clip_latent_weights_",
+    "UnsupportedDeviceDtype",
+    "binarize",
     "register_latent_clipping",
     "sign_ste",
 ]

@@ -11,15 +11,9 @@ def cmd_summary(args):
 
 
 def cmd_train(args):
-    from .train import main as train_main
+    from .training.loop import main as train_main
 
     return train_main(args.extra)
-
-
-def cmd_bench(args):
-    from .benchmark import main as bench_main
-
-    return bench_main(args.extra)
 
 
 def cmd_demo(args):
@@ -32,29 +26,37 @@ def cmd_demo(args):
           f"(try: hf-softbin summary {args.output_dir}/student)")
 
 
+def load_language_model(args):
+    from .scoring.lm import LanguageModel
+
+    return LanguageModel.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
+                                         trust_remote_code=args.trust_remote_code or None, keep_packed=args.keep_packed)
+
+
 def cmd_score(args):
-    from .scoring import LanguageModel, format_corpus, format_line, read_lines, score_lines
+    from .scoring.lm import format_corpus, format_line, score_lines
+    from .scoring.textio import read_lines
 
     lines = read_lines(args.file)  # bad input fails before the model loads
-    lm = LanguageModel.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
-                                       trust_remote_code=args.trust_remote_code or None)
+    lm = load_language_model(args)
     scored, corpus = score_lines(lm, lines, skip_empty=args.skip_empty, progress=not args.no_progress, source=args.file)
     output = [format_line(result) for _, result in scored] + [format_corpus(corpus)]  # all checked before printing
     print("\n".join(output))
 
 
 def cmd_rescore(args):
-    from .scoring import LanguageModel, format_rescore_summary, read_nbest, rescore_nbest, write_choices
+    from .scoring.rescoring import format_rescore_summary, read_nbest, rescore, write_choices
 
-    utterances = read_nbest(args.nbest, args.format, scores=args.scores, refs=args.refs, costs=args.costs)
-    dev = (read_nbest(args.tune_on, args.format, scores=args.dev_scores, refs=args.dev_refs, costs=args.costs)
-           if args.tune_on else None)
-    lm = LanguageModel.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
-                                       trust_remote_code=args.trust_remote_code or None)
-    result, tuning = rescore_nbest(lm, utterances, lm_weight=args.lm_weight, dev=dev, penalty=args.penalty,
-                                   first_pass_weight=args.first_pass_weight, progress=not args.no_progress)
+    utterances = read_nbest(args.nbest, args.format, scores=args.scores, refs=args.refs, costs=args.costs,
+                            beam_width=args.beam_width)
+    dev = (read_nbest(args.tune_on, args.format, scores=args.dev_scores, refs=args.dev_refs, costs=args.costs,
+                      beam_width=args.beam_width) if args.tune_on else None)
+    lm = load_language_model(args)
+    score = lambda texts: lm.lm_logprob(texts, progress=not args.no_progress)  # noqa: E731
+    result = rescore(utterances, score, args.lm_weight, dev=dev, word_insertion_penalty=args.penalty,
+                     first_pass_weight=args.first_pass_weight, batch_size=None)
     write_choices(result, args.out, args.format)
-    print(format_rescore_summary(result, tuning), file=sys.stderr)
+    print(format_rescore_summary(result), file=sys.stderr)
 
 
 def cmd_push(args):
@@ -84,10 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="hf-softbin train CONFIG.yaml [--section.key value ...]")
     train.set_defaults(func=cmd_train)
 
-    bench = commands.add_parser("bench", help="the benchmark table on wt2-mini (see scripts/benchmark.py --help)",
-                                add_help=False)
-    bench.set_defaults(func=cmd_bench)
-
     demo = commands.add_parser("demo", help="offline: train a teacher and a 1-bit distilled student on a generated corpus")
     demo.add_argument("--output-dir", default="demo-output", help="where the corpus and both run directories go")
     demo.set_defaults(func=cmd_demo)
@@ -98,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--batch-size", type=int, default=64, help="sentences scored at once (default 64)")
         command.add_argument("--trust-remote-code", action="store_true", help="run the code the checkpoint carries")
         command.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+        command.add_argument("--keep-packed", action="store_true",
+                             help="keep a packed model 1-bit in memory (unpack per use; slower, ~1/30 of the memory)")
 
     score = commands.add_parser(
         "score", help="score each line of a text file (TSV: log10 prob, tokens, OOVs, perplexity) and the corpus",
@@ -112,19 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     rescore = commands.add_parser(
         "rescore", help="rescore ASR n-best lists: am_score + W * LM log-prob (+ W0 * lm_score) + P * words",
-        description="Reads n-best lists (JSON Lines, or Kaldi text with --scores), picks the best hypothesis of each "
-                    "utterance after rescoring, writes the choices (--out, or stdout) and prints WER before/after "
-                    "and the oracle WER (on stderr) when references exist.")
+        description="Reads n-best lists (JSON Lines, Kaldi text with --scores, or NeMo beam output with --beam-width), "
+                    "picks the best hypothesis of each utterance after rescoring, writes the choices (--out, or "
+                    "stdout) and prints WER before/after and the oracle WER (on stderr) when references exist.")
     model_options(rescore)
-    rescore.add_argument("nbest", help="n-best lists: JSON Lines (--format jsonl) or Kaldi `UTT-ID-N words` text")
+    rescore.add_argument("nbest", help="n-best lists: JSON Lines, Kaldi `UTT-ID-N words` text, or NeMo beam TSV")
     weight = rescore.add_mutually_exclusive_group()
     weight.add_argument("--lm-weight", type=float, default=None, help="weight W of the LM log-prob (default 1.0)")
     weight.add_argument("--tune-on", metavar="DEV_NBEST", help="grid-search W (and P unless --penalty) on these dev lists")
     rescore.add_argument("--penalty", type=float, default=None, help="word insertion penalty P (default 0, or tuned)")
     rescore.add_argument("--first-pass-weight", type=float, default=0.0, help="weight W0 of the first-pass lm_score")
-    rescore.add_argument("--format", choices=("jsonl", "kaldi"), default="jsonl", help="input and output format")
+    rescore.add_argument("--format", choices=("jsonl", "kaldi", "nemo"), default="jsonl",
+                         help="input format; the choices are written as JSON Lines (Kaldi text for kaldi)")
+    rescore.add_argument("--beam-width", type=int, help="nemo: hypotheses per utterance in the beam output")
     rescore.add_argument("--scores", help="kaldi: the `UTT-ID-N score` file of NBEST")
-    rescore.add_argument("--refs", help="kaldi: `UTT-ID words` reference transcripts of NBEST")
+    rescore.add_argument("--refs", help="kaldi: `UTT-ID words` references; nemo: one reference a line, or a manifest")
     rescore.add_argument("--dev-scores", help="kaldi: the score file of DEV_NBEST")
     rescore.add_argument("--dev-refs", help="kaldi: the references of DEV_NBEST (needed for tuning)")
     rescore.add_argument("--costs", action="store_true", help="kaldi: the scores are costs (negated log-likelihoods)")
@@ -150,9 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command not in ("train", "bench") and extra:
+    if args.command != "train" and extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra  # `train` and `bench` parse their own options
+    args.extra = extra  # `train` parses its own options
     try:
         status = args.func(args)
     except (ValueError, FileNotFoundError, OSError) as err:

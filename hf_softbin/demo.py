@@ -3,18 +3,18 @@
 import os
 
 from .corpus import perplexity_floor, write_default_corpus
-from .train import train
-from .training_config import load_run_config
+from .training.loop import train
+from .training.recipe import load_run_config
 
 SHAPE = {"model.embedding_size": 128, "model.hidden_size": 128, "model.num_hidden_layers": 2, "model.dropout": 0.1}
 TRAINING = {"training.max_epochs": 6, "training.batch_size": 16, "training.eval_batch_size": 8, "training.bptt": 35,
-            "training.lr": 0.003, "training.log_every": 100, "training.log_with": None}
+            "training.optimizer": "adam", "training.lr": 0.003, "training.log_every": 100, "training.log_with": None}
 
 
 def demo_recipes(output_dir: str, corpus: dict) -> tuple[dict, dict]:
     data = {"data.train_file": str(corpus["train"]), "data.validation_file": str(corpus["valid"]),
             "data.test_file": str(corpus["test"])}
-    teacher = {"output_dir": os.path.join(output_dir, "teacher"), **data, **SHAPE, **TRAINING}
+    teacher = {"output_dir": os.path.join(output_dir, "teacher"), **data, **SHAPE, **TRAINING, "model.binarize": False}
     student = {"output_dir": os.path.join(output_dir, "student"), **data, **SHAPE, **TRAINING,
                "model.binarize": True, "model.scaling": "row", "distill.teacher": teacher["output_dir"],
                "distill.kd_lambda": 0.5, "distill.temperature": 1.0, "distill.init_from_teacher": True}

@@ -5,8 +5,8 @@
     >>> push_to_hub("runs/softbin", "me/softbin-wt2", private=True)                           # prepare and upload
 
 What goes up (an allow-list; everything else in the run directory stays home, in particular the float master in
-`master/` and the resumable training state): the weights `model.safetensors` (packed sign bits for a binarized model;
-the float master of a binarized model is refused), `config.json`, `generation_config.json`, the remote-code files the
+`master/` and the resumable training state): the weights `model.safetensors` (packed for a quantized model; the
+float master of a quantized model is refused), `config.json`, `generation_config.json`, the remote-code files the
 config names (and their relative imports, `pipelines.py` included), the tokenizer files, `metrics.json`,
 `training_curve.png`, and a `README.md` model card rendered from `model_card_template.md` (shipped in the package;
 `model_cards/` in the source tree links to it).
@@ -20,13 +20,14 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-WEIGHTS_FILE = "model.safetensors"
+from .models.softbin_lstm.checkpoint import WEIGHTS_NAME, read_metadata
+from .tokenization import clean_tokenizer_config
+from .training.run_files import CURVE_FILE, METRICS_FILE
+
 CONFIG_FILES = ("config.json", "generation_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja")
-RUN_FILES = ("metrics.json", "training_curve.png")
-METRICS_FILE = "metrics.json"
-CURVE_FILE = "training_curve.png"
+RUN_FILES = (METRICS_FILE, CURVE_FILE)
 TEMPLATE_NAME = "model_card_template.md"
 TAGS = ["binarized", "1-bit", "lstm", "language-model", "hf-softbin"]
 
@@ -43,13 +44,13 @@ def prepare_upload_folder(run_dir: str | os.PathLike, folder: str | os.PathLike 
                           license: str | None = None) -> Path:
     """Assemble everything `push_to_hub` uploads from `run_dir` into `folder` (a new temporary folder by default).
 
-    Checks first (weights complete and matching their digest, tokenizer present, a binarized model saved packed,
+    Checks first (weights complete and matching their digest, tokenizer present, a quantized model saved packed,
     remote-code files complete), then builds the folder under a temporary name and renames it into place: an error
     leaves nothing behind. `folder` must not exist yet. Returns the folder.
     """
     run_dir = Path(run_dir)
     config = _check_run_dir(run_dir)
-    names = [WEIGHTS_FILE, *(n for n in CONFIG_FILES if (run_dir / n).is_file()), *_remote_code_files(run_dir, config)]
+    names = [WEIGHTS_NAME, *(n for n in CONFIG_FILES if (run_dir / n).is_file()), *_remote_code_files(run_dir, config)]
     names += [n for n in TOKENIZER_FILES + RUN_FILES if (run_dir / n).is_file()]
     metrics = _read_metrics(run_dir)
     card = render_model_card(run_dir, config=config, metrics=metrics, repo_id=repo_id, template=template,
@@ -65,6 +66,10 @@ def prepare_upload_folder(run_dir: str | os.PathLike, folder: str | os.PathLike 
     try:
         for name in names:
             shutil.copyfile(run_dir / name, staging / name)
+        tokenizer_config = staging / "tokenizer_config.json"
+        if tokenizer_config.is_file():
+            clean = clean_tokenizer_config(json.loads(tokenizer_config.read_text(encoding="utf-8")))
+            tokenizer_config.write_text(json.dumps(clean, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (staging / "README.md").write_text(card, encoding="utf-8")
         os.replace(staging, folder)
     except BaseException:
@@ -74,21 +79,19 @@ def prepare_upload_folder(run_dir: str | os.PathLike, folder: str | os.PathLike 
 
 
 def _check_run_dir(run_dir: Path) -> dict:
-    from .packing import verify_safetensors
-
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such model directory")
-    for name in ("config.json", WEIGHTS_FILE):
+    for name in ("config.json", WEIGHTS_NAME):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir}: no {name}; expected a directory written by save_pretrained or `hf-softbin train`")
     try:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{run_dir / 'config.json'}: not valid JSON ({err})") from None
-    verify_safetensors(str(run_dir / WEIGHTS_FILE))
-    if config.get("binarize") and config.get("checkpoint_format") != "packed":
+    read_metadata(str(run_dir / WEIGHTS_NAME))
+    if _is_quantized(config) and config.get("checkpoint_format") != "packed":
         raise ValueError(
-            f"{run_dir}: holds the float master of a binarized model, not the packed 1-bit checkpoint; upload the "
+            f"{run_dir}: holds the float master of a quantized model, not the packed checkpoint; upload the "
             "directory save_pretrained(dir) writes by default (a training run's OUTPUT_DIR, not OUTPUT_DIR/master)"
         )
     if not any((run_dir / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
@@ -169,7 +172,7 @@ def card_data(config: dict, metrics: dict, *, model_name: str, license: str | No
     return ModelCardData(
         library_name="transformers",
         pipeline_tag="text-generation",
-        tags=list(TAGS) if config.get("binarize") else [t for t in TAGS if t not in ("binarized", "1-bit")],
+        tags=list(TAGS) if _is_quantized(config) else [t for t in TAGS if t not in ("binarized", "1-bit")],
         datasets=[dataset["hub_id"]] if dataset.get("hub_id") else None,
         license=license,
         model_name=model_name,
@@ -223,34 +226,56 @@ def _substitute(text: str, values: dict) -> str:
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", replace, text)
 
 
+def _model_config(config: dict):
+    """config.json as a SoftBinLSTMConfig (which also reads the field names of older versions)."""
+    from .models.softbin_lstm import SoftBinLSTMConfig
+
+    return SoftBinLSTMConfig.from_dict(config)
+
+
+def _is_quantized(config: dict) -> bool:
+    return _model_config(config).is_quantized
+
+
+PART_NAMES = {"embedding": "input embedding", "lstm": "LSTM", "output": "output layer"}
+METHOD_NAMES = {"binary": "binarized to one bit a weight", "pq": "product-quantized (one byte a sub-vector)"}
+SCALING_NAMES = {"row": "one float scalar per row (soft binarization)", "tensor": "one float scalar per matrix",
+                 "bllm": "plain +-1 weights with a learned per-unit scale and shift (the BLLM 2018 baseline)"}
+
+
 def _description(config: dict) -> str:
-    layers, hidden = config.get("num_hidden_layers"), config.get("hidden_size")
-    kind = f"A {layers}-layer, {hidden}-unit word-level LSTM language model"
-    parts = config.get("binarize") or []
-    if not parts:
+    model_config = _model_config(config)
+    kind = (f"A {model_config.num_hidden_layers}-layer, {model_config.hidden_size}-unit word-level LSTM language "
+            "model")
+    if not model_config.is_quantized:
         return kind + " in full precision (the teacher / baseline of an hf-softbin run)."
-    scaling = {"row": "one float scalar per row (soft binarization)", "tensor": "one float scalar per matrix",
-               "none": "plain +-1 weights with a learned per-unit scale and shift (the BLLM 2018 baseline)"}
-    names = {"embedding": "input embedding", "lstm": "LSTM", "output": "output layer"}
-    described = [names.get(part, part) for part in parts]
-    listed = described[0] if len(described) == 1 else ", ".join(described[:-1]) + " and " + described[-1]
-    return (f"{kind} whose {listed} weights are binarized to one bit each, with "
-            f"{scaling.get(config.get('scaling'), config.get('scaling'))}.")
+    described = [f"its {PART_NAMES[part]} {METHOD_NAMES[method]}" for part, method in model_config.quantization.items()
+                 if method != "float"]
+    text = f"{kind} with " + ", ".join(described[:-1]) + (" and " if len(described) > 1 else "") + described[-1]
+    if "binary" in model_config.quantization.values():
+        text += f"; binary matrices keep {SCALING_NAMES[model_config.scaling]}"
+    return text + "."
 
 
 def _model_table(config: dict) -> str:
+    model_config = _model_config(config)
+    quantization = ", ".join(f"{part}: {method}" for part, method in model_config.quantization.items())
     rows = [
-        ("vocabulary", config.get("vocab_size")),
-        ("embedding size", config.get("embedding_size")),
-        ("LSTM layers x units", f"{config.get('num_hidden_layers')} x {config.get('hidden_size')}"),
-        ("projection", config.get("projection_size") or "none"),
-        ("tied input/output embedding", bool(config.get("tie_word_embeddings"))),
-        ("binarized matrices", ", ".join(config.get("binarize") or []) or "none (full precision)"),
-        ("scaling", config.get("scaling")),
-        ("learned scalars", bool(config.get("learnable_scale"))),
-        ("float precision of kept scalars", config.get("float_storage_dtype")),
-        ("checkpoint", "packed sign bits" if config.get("checkpoint_format") == "packed" else "float32 weights"),
+        ("vocabulary", model_config.vocab_size),
+        ("embedding size", model_config.embedding_size),
+        ("LSTM layers x units", f"{model_config.num_hidden_layers} x {model_config.hidden_size}"),
+        ("projection", model_config.projection_size or "none"),
+        ("tied input/output embedding", model_config.tie_word_embeddings),
+        ("storage per part", quantization),
+        ("scaling of binary matrices", model_config.scaling),
+        ("learned scalars", model_config.learnable_scale),
+        ("float precision of kept scalars", model_config.float_storage_dtype),
+        ("checkpoint", "packed" if model_config.checkpoint_format == "packed" else "float32 weights"),
     ]
+    if "pq" in model_config.quantization.values():
+        pq = [f"{part}: m={m}, K={k}" for part in ("embedding", "output") if model_config.quantization[part] == "pq"
+              for m, k in [model_config.pq_settings(part)]]
+        rows.append(("PQ sub-vectors and codewords", ", ".join(pq) + f"; codebooks {model_config.pq_codebook_storage}"))
     return "\n".join(f"| {name} | {value} |" for name, value in rows)
 
 

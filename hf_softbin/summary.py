@@ -1,21 +1,38 @@
-"""Per-layer parameter and byte accounting of a saved model (DESIGN 2.4)."""
+"""Per-layer accounting of a saved model: parameters, float32 bytes, and where the packed bytes go.
+
+The reference is a float32 model of the same shape (every part float). A packed layer's bytes are split into sign
+bits, PQ codes, PQ codebooks, scalars (alpha, BLLM gamma, codeword scales) and other floats (biases, BLLM beta), read
+from exactly the tensors a packed checkpoint holds.
+"""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import torch
 from safetensors.torch import save as safetensors_save
 
-from .modeling_softbin import SAFE_WEIGHTS_NAME, STORAGE_DTYPES, QuantizedMatrix, SoftBinLSTMForCausalLM
+from .models.softbin_lstm import SoftBinLSTMConfig, SoftBinLSTMForCausalLM
+from .models.softbin_lstm.checkpoint import WEIGHTS_NAME
+from .models.softbin_lstm.configuration_softbin_lstm import PARTS
+
+# Which kind of storage each packed tensor name (its last component) is.
+KINDS = {"bits": "sign bits", "codebook_bits": "sign bits", "codes": "codes", "codebooks": "codebooks",
+         "scale": "scalars", "codebook_scale": "scalars", "weight": "float weights"}
+KIND_ORDER = ("sign bits", "codes", "codebooks", "scalars", "float weights", "floats")
 
 
 @dataclass
 class LayerRow:
     name: str
-    parameters: int
-    binarized: int
-    float_bytes: int  # float32 bytes of all its parameters
-    packed_bytes: float  # one bit per binarized weight plus every float kept
+    parameters: int  # of the float32 model of the same shape
+    packed: dict[str, int] = field(default_factory=dict)  # bytes by kind
+
+    @property
+    def float_bytes(self) -> int:
+        return 4 * self.parameters
+
+    @property
+    def packed_bytes(self) -> int:
+        return sum(self.packed.values())
 
 
 @dataclass
@@ -37,77 +54,76 @@ class Summary:
     def file_ratio(self) -> float | None:
         return self.float_file_bytes / self.packed_file_bytes if self.packed_file_bytes else None
 
+    def bytes_by_kind(self) -> dict[str, int]:
+        totals = {kind: 0 for kind in KIND_ORDER}
+        for row in self.rows:
+            for kind, size in row.packed.items():
+                totals[kind] += size
+        return totals
+
+
+def float_twin(config: SoftBinLSTMConfig) -> SoftBinLSTMForCausalLM:
+    """The float32 model of the same shape: what the compression is measured against."""
+    values = {**config.to_dict(), "quantization": {part: "float" for part in PARTS}, "checkpoint_format": "master"}
+    return SoftBinLSTMForCausalLM(SoftBinLSTMConfig.from_dict(values))
+
+
+def float_file_bytes(config: SoftBinLSTMConfig) -> int:
+    """The size of the float32 model of the same shape, serialized as safetensors."""
+    return len(safetensors_save(float_twin(config).master_state_dict()))
+
 
 def layer_rows(model: SoftBinLSTMForCausalLM) -> list[LayerRow]:
     """One row per weight matrix (with its scalars) and per float vector (biases, gamma/beta)."""
-    config = model.config
-    kept_float_bytes = torch.finfo(STORAGE_DTYPES[config.float_storage_dtype]).bits // 8
-    rows = []
-    matrix_parts = set()
-    for name, module in model.named_modules():
-        if not isinstance(module, QuantizedMatrix):
-            continue
-        matrix_parts.update(f"{name}.{suffix}" for suffix in ("weight", "scale", "bits"))
-        weights = module.rows * module.cols
-        if not module.binarized:
-            rows.append(LayerRow(name, weights, 0, 4 * weights, 4 * weights))
-            continue
-        stored_scalars = _numel(module.scale_shape) if module.has_scale_parameter or module.scaling != "none" else 0
-        learned_scalars = _numel(module.scale_shape) if module.has_scale_parameter else 0
-        params = weights + learned_scalars
-        rows.append(LayerRow(name, params, weights, 4 * params, weights / 8 + kept_float_bytes * stored_scalars))
-    for name, tensor in model.state_dict().items():
-        if name in matrix_parts:
-            continue
-        count = tensor.numel()
-        binarized_part = model._part_of(name) in config.binarize
-        rows.append(LayerRow(name, count, 0, 4 * count, (kept_float_bytes if binarized_part else 4) * count))
-    return rows
-
-
-def _numel(shape) -> int:
-    total = 1
-    for size in shape:
-        total *= size
-    return total
+    matrices = set(model.matrices())
+    rows = {}
+    for name, tensor in float_twin(model.config).state_dict().items():
+        layer = name.rsplit(".", 1)[0] if name.rsplit(".", 1)[0] in matrices else name
+        rows.setdefault(layer, LayerRow(layer, 0)).parameters += tensor.numel()
+    stored = model.packed_state_dict() if model.config.is_quantized else model.master_state_dict()
+    for name, tensor in stored.items():
+        prefix, last = name.rsplit(".", 1) if "." in name else ("", name)
+        layer, kind = (prefix, KINDS[last]) if prefix in matrices else (name, "floats")
+        row = rows.setdefault(layer, LayerRow(layer, 0))
+        row.packed[kind] = row.packed.get(kind, 0) + tensor.numel() * tensor.element_size()
+    return list(rows.values())
 
 
 def summarize(directory: str) -> Summary:
-    """Account for the model saved in `directory` (packed or master); compare with `directory/master` if present."""
+    """Account for the model saved in `directory` (packed or master), against a float32 model of the same shape."""
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{directory}: no such model directory")
-    model = SoftBinLSTMForCausalLM.from_pretrained(directory)
-    weights = os.path.join(directory, SAFE_WEIGHTS_NAME)
-    master = os.path.join(directory, "master", SAFE_WEIGHTS_NAME)
-    if not model.is_packed:
-        float_bytes, packed_bytes, source = os.path.getsize(weights), None, "this checkpoint"
-    elif os.path.exists(master):
-        float_bytes, packed_bytes, source = os.path.getsize(master), os.path.getsize(weights), "master/model.safetensors"
+    model = SoftBinLSTMForCausalLM.from_pretrained(directory, keep_packed=True)
+    weights = os.path.join(directory, WEIGHTS_NAME)
+    if not model.config.is_quantized:
+        return Summary(layer_rows(model), os.path.getsize(weights), None, "this checkpoint")
+    if model.is_packed:
+        packed_bytes = os.path.getsize(weights)
     else:
-        float_bytes, packed_bytes, source = _float32_file_size(model.config), os.path.getsize(weights), "a float32 checkpoint of the same shape, serialized in memory"
-    return Summary(layer_rows(model), float_bytes, packed_bytes, source)
-
-
-def _float32_file_size(config) -> int:
-    master_config = config.__class__.from_dict({**config.to_dict(), "checkpoint_format": "master"})
-    return len(safetensors_save(SoftBinLSTMForCausalLM(master_config).master_state_dict()))
+        packed_bytes = len(safetensors_save(model.packed_state_dict()))
+    reference = "a float32 checkpoint of the same shape, serialized in memory"
+    return Summary(layer_rows(model), float_file_bytes(model.config), packed_bytes, reference)
 
 
 def format_summary(summary: Summary) -> str:
-    header = f"{'layer':<32} {'params':>12} {'binarized':>12} {'float32 bytes':>14} {'packed bytes':>14}"
+    kinds = [kind for kind, size in summary.bytes_by_kind().items() if size]
+    header = f"{'layer':<28} {'params':>11} {'float32 bytes':>14} " + " ".join(f"{kind:>13}" for kind in kinds)
+    header += f" {'packed bytes':>13}"
     lines = [header, "-" * len(header)]
     for row in summary.rows:
-        lines.append(f"{row.name:<32} {row.parameters:>12,} {row.binarized:>12,} {row.float_bytes:>14,} {row.packed_bytes:>14,.0f}")
+        cells = " ".join(f"{row.packed.get(kind, 0):>13,}" for kind in kinds)
+        lines.append(f"{row.name:<28} {row.parameters:>11,} {row.float_bytes:>14,} {cells} {row.packed_bytes:>13,}")
+    totals = summary.bytes_by_kind()
     total_float = sum(row.float_bytes for row in summary.rows)
     total_packed = sum(row.packed_bytes for row in summary.rows)
-    binarized = sum(row.binarized for row in summary.rows)
     lines.append("-" * len(header))
-    lines.append(f"{'total':<32} {summary.parameters:>12,} {binarized:>12,} {total_float:>14,} {total_packed:>14,.0f}")
-    lines.append(f"compression from parameter counts: {summary.count_ratio:.2f}x")
+    cells = " ".join(f"{totals[kind]:>13,}" for kind in kinds)
+    lines.append(f"{'total':<28} {summary.parameters:>11,} {total_float:>14,} {cells} {total_packed:>13,}")
+    lines.append(f"compression from the tensors: {summary.count_ratio:.2f}x")
     if summary.file_ratio is not None:
         lines.append(
             f"compression on disk: {summary.float_file_bytes:,} bytes ({summary.float_file_source}) / "
-            f"{summary.packed_file_bytes:,} bytes (model.safetensors) = {summary.file_ratio:.2f}x"
+            f"{summary.packed_file_bytes:,} bytes (packed model.safetensors) = {summary.file_ratio:.2f}x"
         )
     else:
         lines.append(f"this is a full-precision checkpoint: model.safetensors is {summary.float_file_bytes:,} bytes")

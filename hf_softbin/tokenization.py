@@ -113,3 +113,20 @@ def _build_tokenizer(counts: Counter, *, min_count: int, max_size: int | None) -
         pad_token=PAD_TOKEN,
         model_input_names=["input_ids", "attention_mask"],
     )
+
+
+# Keys Transformers records in a loaded tokenizer's init_kwargs that describe the machine it was loaded on, not the
+# tokenizer; saved, they would travel to the Hub.
+MACHINE_STATE_KEYS = ("is_local", "local_files_only", "cache_dir", "token", "revision", "force_download", "proxies")
+
+
+def save_tokenizer(tokenizer, directory: str | os.PathLike) -> None:
+    """`tokenizer.save_pretrained(directory)` without the machine state of the load it came from."""
+    for key in MACHINE_STATE_KEYS:
+        tokenizer.init_kwargs.pop(key, None)
+    tokenizer.save_pretrained(directory)
+
+
+def clean_tokenizer_config(config: dict) -> dict:
+    """A tokenizer_config.json mapping without machine state (for files saved before `save_tokenizer` existed)."""
+    return {key: value for key, value in config.items() if key not in MACHINE_STATE_KEYS}

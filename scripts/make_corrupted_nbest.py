@@ -6,13 +6,14 @@
 
 Each utterance is one line of the text (its reference) with n hypotheses: the reference itself and copies with
 1..max-edits random substitutions, deletions, insertions or swaps; acoustic scores are -edits + Gaussian noise, so
-the first pass often picks a wrong one. See hf_softbin.rescoring.make_corrupted_nbest.
+the first pass often picks a wrong one. See hf_softbin.scoring.synthetic_nbest.
 """
 
 import argparse
 import sys
 
-from hf_softbin.rescoring import make_corrupted_nbest, write_nbest_jsonl
+from hf_softbin.scoring.rescoring import write_nbest_jsonl
+from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
 
 
 def main(argv=None) -> int:

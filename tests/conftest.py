@@ -25,6 +25,27 @@ def tiny_config():
     return make
 
 
+def train_a_little(model, stream: torch.Tensor | None = None, steps: int = 3, lr: float = 0.05, seed: int = 0):
+    """A few Adam steps (latent weights clipped), so scalars and biases leave their initial values and predictions
+    depend on the context: on random windows of a token `stream`, or on random ids without one."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        if stream is None:
+            ids = torch.randint(0, model.config.vocab_size, (4, 10), generator=generator)
+        else:
+            width = min(24, len(stream) - 1)
+            starts = torch.randint(0, len(stream) - width, (16,), generator=generator)
+            ids = torch.stack([stream[start:start + width] for start in starts])
+        optimizer.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        optimizer.step()
+        model.clip_latent_weights_()
+    return model.eval()
+
+
 @pytest.fixture
 def wt2_mini():
     if not (WT2_MINI / "train.txt").exists():
@@ -40,6 +61,10 @@ def one_thread():
     yield
     torch.set_num_threads(threads)
 
+
+# The files a saved checkpoint carries as remote code.
+REMOTE_CODE_FILES = ("configuration_softbin_lstm.py", "modeling_softbin_lstm.py", "matrices.py", "quantizers.py",
+                     "checkpoint.py", "pipeline_text_scoring.py")
 
 # Python source that makes `import hf_softbin` fail, for the remote-code tests' subprocesses.
 BLOCK_HF_SOFTBIN = """

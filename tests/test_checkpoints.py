@@ -12,12 +12,12 @@ from transformers import AutoModelForCausalLM
 
 from hf_softbin import PackedModelTrainingError, SoftBinLSTMConfig, SoftBinLSTMForCausalLM
 
-from conftest import BLOCK_HF_SOFTBIN
+from conftest import BLOCK_HF_SOFTBIN, REMOTE_CODE_FILES, train_a_little
 
 VARIANTS = [
     dict(),
     dict(scaling="tensor"),
-    dict(scaling="none"),
+    dict(scaling="bllm"),
     dict(learnable_scale=True),
     dict(float_storage_dtype="float32"),
     dict(binarize=["lstm"]),
@@ -27,26 +27,14 @@ VARIANTS = [
 ]
 
 
-def trained_a_little(model, steps=3):
-    """A few optimizer steps so scales and biases are not at their initial values."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    ids = torch.randint(0, model.config.vocab_size, (4, 10), generator=torch.Generator().manual_seed(0))
-    model.train()
-    for _ in range(steps):
-        optimizer.zero_grad()
-        model(ids, labels=ids).loss.backward()
-        optimizer.step()
-    return model.eval()
-
-
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
 def test_packed_and_master_checkpoints_reload_to_identical_logits(tmp_path, tiny_config, overrides):
     torch.manual_seed(0)
-    model = trained_a_little(SoftBinLSTMForCausalLM(tiny_config(**overrides)))
+    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(**overrides)))
     ids = torch.randint(0, 40, (3, 11))
     with torch.no_grad():
         expected = model(ids).logits
-    formats = [("master", False)] + ([("packed", True)] if model.config.is_binarized else [])
+    formats = [("master", False)] + ([("packed", True)] if model.config.is_quantized else [])
     for name, packed in formats:
         model.save_pretrained(tmp_path / name, packed=packed)
         loaded = AutoModelForCausalLM.from_pretrained(tmp_path / name)
@@ -95,7 +83,7 @@ def test_packed_model_refuses_training_and_master_trains(tmp_path, tiny_config):
 
 
 def test_full_precision_model_cannot_be_packed(tmp_path, tiny_config):
-    with pytest.raises(ValueError, match="binarize"):
+    with pytest.raises(ValueError, match="full precision"):
         SoftBinLSTMForCausalLM(tiny_config(binarize=False)).save_pretrained(tmp_path, packed=True)
 
 
@@ -127,12 +115,34 @@ def test_missing_weights_file_is_an_error(saved):
         AutoModelForCausalLM.from_pretrained(saved)
 
 
-def test_tensor_shape_disagreeing_with_config_names_the_tensor(saved):
+def test_tensor_shape_disagreeing_with_an_explicit_config_names_the_tensor(saved, tiny_config):
+    with pytest.raises(ValueError, match="weight_hh"):
+        AutoModelForCausalLM.from_pretrained(saved, config=tiny_config(hidden_size=20))
+
+
+def test_tensor_shape_disagreeing_with_config_json_of_a_file_without_its_config_names_the_tensor(saved):
+    """Files written before the weights carried their config (or by other tools) are checked against config.json."""
+    path = saved / "model.safetensors"
+    save_file(load_file(path), path, metadata={"format": "pt"})
     config = json.loads((saved / "config.json").read_text())
     config["hidden_size"] = 20
     (saved / "config.json").write_text(json.dumps(config))
-    with pytest.raises((ValueError, RuntimeError), match="weight_hh"):
+    with pytest.raises(ValueError, match="weight_hh"):
         AutoModelForCausalLM.from_pretrained(saved)
+
+
+def test_config_json_disagreeing_with_the_weights_loads_the_config_they_were_saved_with(saved, caplog):
+    """What an interrupted save (new config.json, old weights) or a hand edit leaves: the weights still load."""
+    expected = AutoModelForCausalLM.from_pretrained(saved)
+    config = json.loads((saved / "config.json").read_text())
+    config["hidden_size"] = 20
+    (saved / "config.json").write_text(json.dumps(config))
+    loaded = AutoModelForCausalLM.from_pretrained(saved)
+    assert loaded.config.hidden_size == 16
+    assert "saved with another config" in caplog.text and "hidden_size" in caplog.text
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, expected(ids).logits)
 
 
 def test_missing_tensor_names_the_tensor(saved):
@@ -149,8 +159,9 @@ def test_saved_files_carry_metadata_digest_and_remote_code(saved):
         metadata = handle.metadata()
     assert metadata["softbin_format"] == "softbin-packed-1" and len(metadata["softbin_payload_sha256"]) == 64
     config = json.loads((saved / "config.json").read_text())
-    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_softbin.SoftBinLSTMForCausalLM"
-    for name in ("modeling_softbin.py", "configuration_softbin.py", "binarize.py", "packing.py", "atomic.py"):
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_softbin_lstm.SoftBinLSTMForCausalLM"
+    assert config["auto_map"]["AutoModel"] == "modeling_softbin_lstm.SoftBinLSTMModel"
+    for name in REMOTE_CODE_FILES:
         assert (saved / name).exists(), name
     assert not [name for name in os.listdir(saved) if name.startswith(".tmp")]
 
@@ -170,7 +181,7 @@ BLOCKED_IMPORT = BLOCK_HF_SOFTBIN + textwrap.dedent(
 
 @pytest.mark.parametrize("packed", [True, False])
 def test_remote_code_loads_without_the_package(tmp_path, tiny_config, packed):
-    model = trained_a_little(SoftBinLSTMForCausalLM(tiny_config()))
+    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config()))
     model.save_pretrained(tmp_path / "model", packed=packed)
     ids = torch.randint(0, 40, (2, 7))
     torch.save(ids, tmp_path / "ids.pt")

@@ -5,7 +5,7 @@ import datasets
 import pytest
 import torch
 
-from hf_softbin.data import (
+from hf_softbin.training.data import (
     IGNORE_INDEX,
     batchify,
     bptt_batches,

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_softbin.distill import distillation_loss
+from hf_softbin.training.distill import distillation_loss
 
 
 def reference_loss(student, teacher, targets, kd_lambda, temperature):

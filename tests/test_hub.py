@@ -15,11 +15,13 @@ from hf_softbin.hub import HubUploadError, prepare_upload_folder, render_model_c
 from hf_softbin.summary import format_summary, summarize
 from hf_softbin.tokenization import train_word_tokenizer
 
+from conftest import REMOTE_CODE_FILES
+
 SENTENCES = ["the cat sat on the mat", "a dog ran under the tree", "the bird sang today"]
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))  # copied as is, never decoded
 EXPECTED_FILES = {
     "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-    "configuration_softbin.py", "modeling_softbin.py", "binarize.py", "packing.py", "atomic.py", "pipelines.py",
+    *REMOTE_CODE_FILES,
     "metrics.json", "training_curve.png",
 }
 
@@ -135,9 +137,9 @@ def test_bad_run_directories_are_refused_before_anything_is_written(run_dir, tmp
         os.remove(no_tokenizer / name)
     with pytest.raises(FileNotFoundError, match="tokenizer"):
         prepare_upload_folder(no_tokenizer, tmp_path / "b")
-    os.remove(no_tokenizer / "pipelines.py")
+    os.remove(no_tokenizer / "pipeline_text_scoring.py")
     (no_tokenizer / "tokenizer.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="pipelines.py"):
+    with pytest.raises(FileNotFoundError, match="pipeline_text_scoring.py"):
         prepare_upload_folder(no_tokenizer, tmp_path / "c")
     template = tmp_path / "card.md"
     template.write_text("---\n{{ metadata }}\n---\n{{ no_such_thing }}\n")
@@ -149,10 +151,15 @@ def test_bad_run_directories_are_refused_before_anything_is_written(run_dir, tmp
     assert not [p for p in tmp_path.iterdir() if p.name in "abcd" or p.name.startswith(".tmp")]
 
 
-def test_push_to_hub_option_of_save_pretrained_points_to_the_hub_module(tmp_path):
+def test_both_model_pushes_refuse_with_one_message_naming_the_command(tmp_path):
     model = SoftBinLSTMForCausalLM(SoftBinLSTMConfig(vocab_size=10, embedding_size=8, hidden_size=8, num_hidden_layers=1))
-    with pytest.raises(ValueError, match=r"hf_softbin\.hub\.push_to_hub\(directory, repo_id\)"):
-        model.save_pretrained(tmp_path / "m", push_to_hub=True)
+    messages = []
+    for push_call in (lambda: model.save_pretrained(tmp_path / "m", push_to_hub=True),
+                      lambda: model.push_to_hub("someone/softbin-tiny")):
+        with pytest.raises(ValueError, match=r"hf-softbin push DIRECTORY REPO_ID") as refused:
+            push_call()
+        messages.append(str(refused.value).split(": ", 1)[1])
+    assert messages[0] == messages[1]
     assert not (tmp_path / "m").exists()
     with pytest.raises(HubUploadError, match="offline"):  # conftest runs the tests offline
         resolve_token("hf_anything")

@@ -7,10 +7,10 @@ from hf_softbin import LSTMState, SoftBinLSTMConfig, SoftBinLSTMForCausalLM, Sof
 
 def test_default_config_is_fully_binarized_with_row_scaling_and_teacher_has_same_shape():
     config = SoftBinLSTMConfig()
-    assert config.binarize == ["embedding", "lstm", "output"]
+    assert config.quantization == {"embedding": "binary", "lstm": "binary", "output": "binary"}
     assert config.scaling == "row"
     teacher = SoftBinLSTMConfig(binarize=False)
-    assert teacher.binarize == [] and not teacher.is_binarized
+    assert set(teacher.quantization.values()) == {"float"} and not teacher.is_quantized
     assert (teacher.vocab_size, teacher.hidden_size) == (config.vocab_size, config.hidden_size)
 
 
@@ -71,7 +71,7 @@ def test_binarized_forward_uses_scaled_signs(tiny_config):
     for layer in model.model.lstm:
         weight = layer.weight_hh.weight
         expected = weight.abs().mean(dim=1, keepdim=True) * torch.where(weight >= 0, 1.0, -1.0)
-        assert torch.equal(layer.weight_hh.effective(), expected)
+        assert torch.equal(layer.weight_hh.matrix(), expected)
 
 
 def test_loss_is_shifted_cross_entropy_ignoring_minus_100(tiny_config):

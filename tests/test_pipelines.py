@@ -11,10 +11,11 @@ from transformers import pipeline
 
 import hf_softbin  # noqa: F401  (registers "text-scoring")
 from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, TextScoringPipeline
-from hf_softbin.pipelines import token_logprobs
+from hf_softbin.models.softbin_lstm import pipeline_text_scoring
+from hf_softbin.models.softbin_lstm.pipeline_text_scoring import token_logprobs
 from hf_softbin.tokenization import train_word_tokenizer
 
-from conftest import BLOCK_HF_SOFTBIN
+from conftest import BLOCK_HF_SOFTBIN, train_a_little
 
 WORDS = "the a cat dog bird sat ran sang on under over mat tree roof today again".split()
 SENTENCES = ["the cat sat on the mat", "a dog ran under the tree", "the bird sang over the roof today",
@@ -31,15 +32,8 @@ def tiny_model(tokenizer, seed=0, **overrides):
     values = dict(vocab_size=len(tokenizer), embedding_size=16, hidden_size=16, num_hidden_layers=1, dropout=0.0)
     values.update(overrides)
     model = SoftBinLSTMForCausalLM(SoftBinLSTMConfig(**values))
-    stream = [tokenizer.eos_token_id] + [i for s in SENTENCES for i in tokenizer(s)["input_ids"]]
-    ids = torch.tensor([stream] * 2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
-    model.train()
-    for _ in range(5):
-        optimizer.zero_grad()
-        model(ids, labels=ids).loss.backward()
-        optimizer.step()
-    return model.eval()
+    stream = torch.tensor([tokenizer.eos_token_id] + [i for s in SENTENCES for i in tokenizer(s)["input_ids"]])
+    return train_a_little(model, stream, steps=5, lr=0.02, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +138,9 @@ def test_token_logprobs_handles_padding_anywhere(model):
 
 def test_saved_checkpoint_declares_the_pipeline(saved, model, tokenizer, tmp_path):
     config = json.loads((saved / "config.json").read_text())
-    assert config["custom_pipelines"]["text-scoring"]["impl"] == "pipelines.TextScoringPipeline"
+    assert config["custom_pipelines"]["text-scoring"]["impl"] == "pipeline_text_scoring.TextScoringPipeline"
     assert config["custom_pipelines"]["text-scoring"]["pt"] == ["AutoModelForCausalLM"]
-    assert (saved / "pipelines.py").read_text() == open(hf_softbin.pipelines.__file__).read()
+    assert (saved / "pipeline_text_scoring.py").read_text() == open(pipeline_text_scoring.__file__).read()
     # A pipeline saves itself the transformers way, and the result loads again.
     scorer = pipeline("text-scoring", model=model, tokenizer=tokenizer)
     scorer.save_pretrained(tmp_path / "again")

@@ -6,14 +6,14 @@ from collections import Counter
 
 import pytest
 
-from hf_softbin import rescoring
-from hf_softbin.rescoring import (
+from hf_softbin.scoring import rescoring
+from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
+from hf_softbin.scoring.rescoring import (
     Hypothesis,
     Utterance,
     choose,
     first_pass_choice,
     first_pass_wer,
-    make_corrupted_nbest,
     oracle_wer,
     read_kaldi_nbest,
     read_nbest_jsonl,

@@ -6,11 +6,14 @@ import re
 import pytest
 import torch
 
-import hf_softbin
-from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, rescoring
+from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM
 from hf_softbin.cli import main
-from hf_softbin.scoring import LN10, LanguageModel
+from hf_softbin.scoring import rescoring
+from hf_softbin.scoring.lm import LN10, LanguageModel
+from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
 from hf_softbin.tokenization import train_word_tokenizer
+
+from conftest import train_a_little
 
 SUBJECTS = ["the cat", "the dog", "a bird", "my friend", "the teacher", "a child"]
 VERBS = ["sees", "likes", "finds", "follows", "paints"]
@@ -34,17 +37,7 @@ def train_tiny(tokenizer, sentences, steps=60, seed=0, **overrides):
     values.update(overrides)
     model = SoftBinLSTMForCausalLM(SoftBinLSTMConfig(**values))
     stream = torch.tensor([tokenizer.eos_token_id] + [i for s in sentences for i in tokenizer(s)["input_ids"]])
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(steps):
-        starts = torch.randint(0, len(stream) - 25, (16,), generator=generator)
-        ids = torch.stack([stream[s:s + 24] for s in starts])
-        optimizer.zero_grad()
-        model(ids, labels=ids).loss.backward()
-        optimizer.step()
-        hf_softbin.clip_latent_weights_(model)
-    return model.eval()
+    return train_a_little(model, stream, steps=steps, lr=0.03, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +75,10 @@ def test_kenlm_api_matches_the_pipeline_in_log10(lm, trained):
     assert lm.perplexity(sentence) == pytest.approx(result["perplexity"], rel=1e-5)
     assert lm.perplexity(sentence) == pytest.approx(10 ** (-lm.score(sentence) / (len(sentence.split()) + 1)), rel=1e-6)
     full = list(lm.full_scores(sentence))
-    assert [oov for _, oov in full] == [False, False, False, False, True, False, False]  # 6 words and </s>
-    assert [p for p, _ in full] == pytest.approx([v / LN10 for _, v in result["token_scores"]], abs=1e-6)
-    assert sum(p for p, _ in full) == pytest.approx(lm.score(sentence), abs=1e-5)
-    assert lm.score(sentence, eos=False) == pytest.approx(sum(p for p, _ in full[:-1]), abs=1e-5)
+    assert [oov for _, _, oov in full] == [False, False, False, False, True, False, False]  # 6 words and </s>
+    assert [p for p, _, _ in full] == pytest.approx([v / LN10 for _, v in result["token_scores"]], abs=1e-6)
+    assert sum(p for p, _, _ in full) == pytest.approx(lm.score(sentence), abs=1e-5)
+    assert lm.score(sentence, eos=False) == pytest.approx(sum(p for p, _, _ in full[:-1]), abs=1e-5)
     assert len(list(lm.full_scores(sentence, eos=False))) == 6
     assert lm.lm_logprob([sentence, ""]) == pytest.approx(
         [result["logprob"], scorer("")["logprob"]], abs=1e-4)
@@ -107,8 +100,36 @@ def test_bos_false_scores_the_first_word_from_the_zero_state(overrides):
         model.model.lstm[-1].bias_ih[3 * hidden:] = -1e4
     lm = LanguageModel(model, tokenizer)
     assert lm.score(sentence, bos=False) == pytest.approx(lm.score(sentence, bos=True), abs=1e-5)
-    assert [p for p, _ in lm.full_scores(sentence, bos=False)] == pytest.approx(
-        [p for p, _ in lm.full_scores(sentence, bos=True)], abs=1e-6)
+    assert [p for p, _, _ in lm.full_scores(sentence, bos=False)] == pytest.approx(
+        [p for p, _, _ in lm.full_scores(sentence, bos=True)], abs=1e-6)
+
+
+def test_full_scores_are_kenlm_triples_with_the_context_read(lm):
+    sentence = "the cat sees a zebra today"  # "zebra" is not in the vocabulary
+    triples = list(lm.full_scores(sentence))
+    assert [length for _, length, _ in triples] == [2, 3, 4, 5, 6, 7, 8]  # <s> and the words read, plus the word
+    assert [oov for _, _, oov in triples] == [False, False, False, False, True, False, False]
+    assert sum(p for p, _, _ in triples) == pytest.approx(lm.score(sentence), abs=1e-5)
+    assert [length for _, length, _ in lm.full_scores(sentence, bos=False, eos=False)] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("bos", [True, False])
+def test_word_by_word_state_api_sums_to_the_sentence_score(lm, bos):
+    sentence = "my friend paints the house slowly"
+    state = lm.begin_sentence_state() if bos else lm.null_context_state()
+    total = 0.0
+    for word in sentence.split() + ["</s>"]:
+        logprob, state = lm.score_word(state, word)
+        total += logprob
+    assert total == pytest.approx(lm.score(sentence, bos=bos), abs=1e-5)
+    assert state.context == len(sentence.split()) + 1 + (1 if bos else 0)
+    # A state can be reused: branching from it does not change it.
+    start = lm.begin_sentence_state()
+    first, _ = lm.score_word(start, "the")
+    again, _ = lm.score_word(start, "the")
+    assert first == again
+    with pytest.raises(ValueError, match="one word"):
+        lm.score_word(start, "the cat")
 
 
 def test_sentence_batches_score_like_one_by_one(lm):
@@ -190,8 +211,8 @@ def test_score_command_never_prints_nan(capsys, tmp_path):
 @pytest.fixture(scope="module")
 def nbest(tmp_path_factory):
     directory = tmp_path_factory.mktemp("nbest")
-    dev = rescoring.make_corrupted_nbest(generated_sentences(30, seed=11), 6, rng_seed=1)
-    test = rescoring.make_corrupted_nbest(generated_sentences(40, seed=12), 6, rng_seed=2)
+    dev = make_corrupted_nbest(generated_sentences(30, seed=11), 6, rng_seed=1)
+    test = make_corrupted_nbest(generated_sentences(40, seed=12), 6, rng_seed=2)
     rescoring.write_nbest_jsonl(dev, directory / "dev.jsonl")
     rescoring.write_nbest_jsonl(test, directory / "test.jsonl")
     return directory, test

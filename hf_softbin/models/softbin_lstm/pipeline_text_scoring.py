@@ -6,7 +6,7 @@
     >>> scorer("the cat sat on the mat")
     {'logprob': -23.1, 'num_tokens': 7, 'perplexity': 27.1}
 
-Sentence convention (the training one, DESIGN 3): a sentence is scored on its own, from a fresh (zero) state, as
+Sentence convention (the training one, see docs/evaluation.md): a sentence is scored on its own, from a fresh (zero) state, as
 `w1 ... wn <eos>`. The model is first fed the start token (`config.bos_token_id`, which is `<eos>` for the word-level
 models of this project: a sentence starts where the previous one ended), so `w1` is predicted from that context, and
 the `n + 1` tokens `w1 ... wn <eos>` are scored. `score_eos=False` leaves the final `<eos>` out (then `n` tokens). All
@@ -18,18 +18,22 @@ LSTM state untouched, so a sentence scores the same alone or in a padded batch. 
 `max_segment_length` tokens is fed in segments with the LSTM state carried from one to the next, which gives the
 same scores as one pass and bounds the memory of the logits.
 
-This file imports only torch and transformers, so a saved checkpoint carries it as remote code: `save_pretrained`
-copies it beside the model and declares it in config.json (`custom_pipelines`), and
+`progress=True` shows a progress bar over the tokens of long inputs. An empty list of inputs gives an empty list.
+
+This file imports only torch, tqdm and transformers, so a saved checkpoint carries it as remote code:
+`save_pretrained` copies it beside the model and declares it in config.json (`custom_pipelines`), and
 `pipeline("text-scoring", model=DIR, trust_remote_code=True)` then works without hf_softbin installed.
 """
 
 import math
 
 import torch
+from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, Pipeline
 
 TASK = "text-scoring"
 DEFAULT_MAX_SEGMENT_LENGTH = 256
+PROGRESS_MIN_TOKENS = 4 * DEFAULT_MAX_SEGMENT_LENGTH  # shorter inputs finish before a bar would be useful
 
 
 def sentence_ids(tokenizer, text: str, start_id: int, eos_id: int) -> list[int]:
@@ -54,14 +58,16 @@ def start_and_eos_ids(model, tokenizer) -> tuple[int, int]:
 
 @torch.no_grad()
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                   max_segment_length: int = DEFAULT_MAX_SEGMENT_LENGTH) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   max_segment_length: int = DEFAULT_MAX_SEGMENT_LENGTH,
+                   progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Natural-log probability of every token given the tokens before it in its row, each row from a fresh state.
 
     `input_ids` (batch, time) may be padded anywhere; `attention_mask` marks the real tokens. Returns `(ids,
     logprobs, lengths)`: each row's real tokens moved to the front (`ids`, padded with the first id of the row),
     `logprobs[b, j] = ln p(ids[b, j] | ids[b, :j])` for `1 <= j < lengths[b]` and 0 elsewhere (the first token is
     only read, never scored). The model runs over segments of at most `max_segment_length` tokens with its state
-    carried (`cache=`), so memory stays bounded and the result equals one pass.
+    carried (`cache=`), so memory stays bounded and the result equals one pass. `progress` shows a bar over the
+    tokens when the rows are long.
     """
     if max_segment_length < 1:
         raise ValueError(f"max_segment_length must be >= 1, got {max_segment_length}")
@@ -81,6 +87,8 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor 
     logprobs = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
     cache = None
     total = ids.shape[1]
+    bar = tqdm(total=total - 1, unit="tok", leave=False, desc="scoring",
+               disable=not progress or total < PROGRESS_MIN_TOKENS)
     for start in range(0, total - 1, max_segment_length):
         end = min(start + max_segment_length, total - 1)
         outputs = model(input_ids=ids[:, start:end], attention_mask=attention[:, start:end], cache=cache,
@@ -90,6 +98,8 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor 
         targets = ids[:, start + 1:end + 1]
         picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         logprobs[:, start + 1:end + 1] = picked
+        bar.update(end - start)
+    bar.close()
     logprobs = torch.where(real & (positions > 0), logprobs, torch.zeros_like(logprobs))
     return ids, logprobs, lengths
 
@@ -104,6 +114,7 @@ class TextScoringPipeline(Pipeline):
         max_segment_length (`int`, default 256): longest stretch fed to the model at once; longer sentences run in
             segments with the state carried over.
         batch_size (`int`): score this many sentences at a time, padded.
+        progress (`bool`, default False): show a progress bar over the tokens of long inputs.
     """
 
     _load_processor = False
@@ -112,10 +123,18 @@ class TextScoringPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = True
 
-    def _sanitize_parameters(self, return_token_scores=None, score_eos=None, max_segment_length=None, **kwargs):
+    def __call__(self, inputs, **kwargs):
+        if isinstance(inputs, (list, tuple)) and not inputs:
+            return []
+        return super().__call__(inputs, **kwargs)
+
+    def _sanitize_parameters(self, return_token_scores=None, score_eos=None, max_segment_length=None, progress=None,
+                             **kwargs):
         if kwargs:
             raise TypeError(f"text-scoring got unexpected option(s): {sorted(kwargs)}")
         forward, postprocess = {}, {}
+        if progress is not None:
+            forward["progress"] = bool(progress)
         if max_segment_length is not None:
             if isinstance(max_segment_length, bool) or not isinstance(max_segment_length, int) or max_segment_length < 1:
                 raise ValueError(f"max_segment_length must be a positive integer, got {max_segment_length!r}")
@@ -132,9 +151,9 @@ class TextScoringPipeline(Pipeline):
         input_ids = torch.tensor([ids], dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
 
-    def _forward(self, model_inputs, max_segment_length=DEFAULT_MAX_SEGMENT_LENGTH):
+    def _forward(self, model_inputs, max_segment_length=DEFAULT_MAX_SEGMENT_LENGTH, progress=False):
         ids, logprobs, lengths = token_logprobs(self.model, model_inputs["input_ids"], model_inputs["attention_mask"],
-                                                max_segment_length)
+                                                max_segment_length, progress)
         return {"token_ids": ids, "token_logprobs": logprobs, "lengths": lengths}
 
     def postprocess(self, model_outputs, return_token_scores=False, score_eos=True):
@@ -166,8 +185,9 @@ def register_pipeline():
 def declare_pipeline(config) -> None:
     """Declare the pipeline in `config.custom_pipelines`, so a saved checkpoint finds it as remote code.
 
-    `save_pretrained` copies this file beside the model (it is a relative import of modeling_softbin.py).
+    `save_pretrained` copies this file beside the model (it is a relative import of modeling_softbin_lstm.py).
     """
     declared = dict(getattr(config, "custom_pipelines", None) or {})
-    declared[TASK] = {"impl": f"pipelines.{TextScoringPipeline.__name__}", "pt": ["AutoModelForCausalLM"], "type": "text"}
+    module = TextScoringPipeline.__module__.rsplit(".", 1)[-1]
+    declared[TASK] = {"impl": f"{module}.{TextScoringPipeline.__name__}", "pt": ["AutoModelForCausalLM"], "type": "text"}
     config.custom_pipelines = declared

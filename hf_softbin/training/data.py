@@ -14,7 +14,7 @@ import datasets
 import pyarrow.compute as pc
 import torch
 
-from .tokenization import EOS_TOKEN, PAD_TOKEN, SPECIAL_TOKENS
+from ..tokenization import EOS_TOKEN, PAD_TOKEN, SPECIAL_TOKENS
 
 EOS_ID = SPECIAL_TOKENS.index(EOS_TOKEN)
 PAD_ID = SPECIAL_TOKENS.index(PAD_TOKEN)
@@ -57,6 +57,8 @@ def load_text_splits(
         for split, path in files.items():
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{split} file not found: {os.fspath(path)}")
+            if Path(path).stat().st_size == 0:
+                raise ValueError(f"split {split!r} contains no text: {os.fspath(path)} is empty")
         if text_column != "text":
             raise ValueError(f"text column {text_column!r} not in local text files; available columns: ['text']")
         data_files = {split: os.fspath(path) for split, path in files.items()}
@@ -104,6 +106,13 @@ def token_stream(tokenized_split: datasets.Dataset, eos_token_id: int = EOS_ID) 
     table = tokenized_split.with_format("arrow")[:]  # a slice applies any indices mapping (select, shuffle)
     ids = torch.tensor(pc.list_flatten(table["input_ids"]).to_numpy(zero_copy_only=False), dtype=torch.long)
     return torch.cat([torch.tensor([eos_token_id], dtype=torch.long), ids])
+
+
+def oov_rate(stream: torch.Tensor, unk_id: int | None) -> float:
+    """The share of a token stream that is `<unk>` (the leading start token not counted)."""
+    if unk_id is None or len(stream) < 2:
+        return 0.0
+    return float((stream[1:] == unk_id).float().mean())
 
 
 def batchify(stream: torch.Tensor, batch_size: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:

@@ -6,10 +6,12 @@
     -5.07
     >>> lm.perplexity("the cat sat")                      # 10 ** (-score / (words + 1)), as kenlm.Model
     18.5
-    >>> list(lm.full_scores("the cat sat"))               # (log10 prob, is OOV) per word, then the sentence end
-    [(-1.9, False), (-1.6, False), (-1.2, False), (-0.4, False)]
-    >>> lm.lm_logprob(["the cat sat", "cat the sat"])     # natural logs, for hf_softbin.rescoring
+    >>> list(lm.full_scores("the cat sat"))               # (log10 prob, context length, is OOV) per word, then </s>
+    [(-1.9, 2, False), (-1.6, 3, False), (-1.2, 4, False), (-0.4, 5, False)]
+    >>> lm.lm_logprob(["the cat sat", "cat the sat"])     # natural logs, for hf_softbin.scoring.rescoring
     [-11.7, -15.2]
+    >>> state = lm.begin_sentence_state()                 # word by word, for a decoder that fuses the LM
+    >>> logprob, state = lm.score_word(state, "the")      # log10 p(the | <s>), and the state after "the"
 
 Mapping to KenLM. `<eos>` plays both `<s>` and `</s>`: the model was trained on a stream of lines, each ending in
 `<eos>`, so a sentence start is "right after an `<eos>`".
@@ -26,23 +28,31 @@ Mapping to KenLM. `<eos>` plays both `<s>` and `</s>`: the model was trained on 
   and its `perplexity` equals `perplexity(sentence)`.
 - A word outside the vocabulary is read and scored as `<unk>` (the probability of the whole unknown-word class),
   and `full_scores` flags it as OOV; KenLM also gives OOVs the `<unk>` probability.
+- `full_scores` gives KenLM's 3-tuples `(log10 prob, ngram length, oov)`. A recurrent model has no n-gram order:
+  its "length" is the number of tokens it has read before the word, plus the word itself (with `bos`, the start token
+  counts, as `<s>` counts in an n-gram), i.e. how much context the prediction had.
+- The state API (`begin_sentence_state`, `null_context_state`, `score_word`) gives the same numbers as `score`: the
+  sum of `score_word` over the words and `"</s>"` equals `score(sentence)`.
 """
 
-import json
 import math
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .pipelines import DEFAULT_MAX_SEGMENT_LENGTH, sentence_ids, start_and_eos_ids, token_logprobs
+from .textio import finite_number
+from ..models.softbin_lstm.pipeline_text_scoring import (
+    DEFAULT_MAX_SEGMENT_LENGTH,
+    sentence_ids,
+    start_and_eos_ids,
+    token_logprobs,
+)
 
 LN10 = math.log(10.0)
-PROGRESS_MIN_LINES = 200  # files with fewer lines get no progress bar
+PROGRESS_MIN_LINES = 200  # fewer sentences get no bar over the sentences (long ones still get one over tokens)
 
 
 @dataclass
@@ -80,6 +90,16 @@ class SentenceScore:
         return math.fsum(self.logprobs)
 
 
+@dataclass
+class WordState:
+    """Where a sentence is, for `LanguageModel.score_word`: the LSTM state after the words read so far and the
+    log-probabilities (natural log) of the next word. `context` counts the tokens read (the start token included)."""
+
+    cache: object | None
+    next_logprobs: torch.Tensor
+    context: int
+
+
 class LanguageModel:
     """A causal LM and its tokenizer, scoring sentences the KenLM way (log10) or the rescoring way (natural log).
 
@@ -101,30 +121,34 @@ class LanguageModel:
         vocab_size = model.config.vocab_size
         if len(tokenizer) > vocab_size:
             raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model only {vocab_size}: they do not belong together")
-        self._zero_state = None
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, device: str | torch.device | None = None,
-                        trust_remote_code: bool | None = None, **kwargs) -> "LanguageModel":
-        """Load the model and the tokenizer saved beside it (a directory or a Hub id)."""
+                        trust_remote_code: bool | None = None, keep_packed: bool = False,
+                        **kwargs) -> "LanguageModel":
+        """Load the model and the tokenizer saved beside it (a directory or a Hub id).
+
+        `keep_packed=True` keeps a packed checkpoint 1-bit in memory (see `SoftBinLSTMConfig.keep_packed`).
+        """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from . import SoftBinLSTMConfig  # noqa: F401  (registers the model type with the Auto classes)
+        from ..models.softbin_lstm.checkpoint import resolve_file
 
         path = os.fspath(path)
-        if os.path.isdir(path) and not any(
-            os.path.exists(os.path.join(path, name)) for name in ("tokenizer.json", "tokenizer_config.json")
-        ):
-            raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json) beside the model; save the tokenizer there too")
+        resolve_file(path, "config.json", {})  # a missing directory is named as such, before anything else
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "tokenizer.json")):
+            raise FileNotFoundError(f"{path}: no tokenizer.json beside the model; save the tokenizer there too "
+                                    "(tokenizer.save_pretrained(path); a training run does it)")
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model_kwargs = {"keep_packed": True} if keep_packed else {}
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, **model_kwargs)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         return cls(model.to(device), tokenizer, **kwargs)
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters(), torch.empty(0)).device
+        return self.model.lm_head_bias.device
 
     # ---- the KenLM-style API ------------------------------------------------------------------------------------
 
@@ -138,13 +162,42 @@ class LanguageModel:
         result = self.score_sentences([sentence])[0]
         return _finite(_exp(-result.logprob / (result.num_words + 1)), f"perplexity of {sentence!r}")
 
-    def full_scores(self, sentence: str, bos: bool = True, eos: bool = True) -> Iterator[tuple[float, bool]]:
-        """(log10 probability, is OOV) for each word, then for `</s>` when `eos`."""
+    def full_scores(self, sentence: str, bos: bool = True, eos: bool = True) -> Iterator[tuple[float, int, bool]]:
+        """(log10 probability, context length, is OOV) for each word, then for `</s>` when `eos`."""
         result = self.score_sentences([sentence], bos=bos)[0]
-        for logprob, oov in zip(result.logprobs, result.oov):
-            yield logprob / LN10, oov
+        read_before = 1 if bos else 0
+        for position, (logprob, oov) in enumerate(zip(result.logprobs, result.oov)):
+            yield logprob / LN10, read_before + position + 1, oov
         if eos:
-            yield result.eos_logprob / LN10, False
+            yield result.eos_logprob / LN10, read_before + result.num_words + 1, False
+
+    # ---- word by word --------------------------------------------------------------------------------------------
+
+    def begin_sentence_state(self) -> WordState:
+        """The state after the start token (KenLM's `BeginSentenceWrite`)."""
+        return self._advance(None, self.start_id, context=0)
+
+    def null_context_state(self) -> WordState:
+        """No context at all (KenLM's `NullContextWrite`): the zero LSTM state, nothing read."""
+        logits = self.model.null_context_logits().float()
+        return WordState(None, logits.log_softmax(-1), 0)
+
+    def score_word(self, state: WordState, word: str) -> tuple[float, WordState]:
+        """log10 p(word | state) and the state after reading it; `"</s>"` scores the end of the sentence."""
+        token_id = self.eos_id if word == "</s>" else self._word_id(word)
+        logprob = float(state.next_logprobs[token_id]) / LN10
+        return logprob, self._advance(state.cache, token_id, state.context)
+
+    def _word_id(self, word: str) -> int:
+        ids = self.tokenizer(word, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"score_word takes one word, got {word!r} ({len(ids)} tokens)")
+        return ids[0]
+
+    @torch.no_grad()
+    def _advance(self, cache, token_id: int, context: int) -> WordState:
+        output = self.model(input_ids=torch.tensor([[token_id]], device=self.device), cache=cache, use_cache=True)
+        return WordState(output.cache, output.logits[0, -1].float().log_softmax(-1), context + 1)
 
     # ---- batch scoring -------------------------------------------------------------------------------------------
 
@@ -155,17 +208,22 @@ class LanguageModel:
     __call__ = lm_logprob
 
     def score_sentences(self, sentences: Sequence[str], *, bos: bool = True, progress: bool = False) -> list[SentenceScore]:
-        """Score every sentence on its own (fresh state), in length-sorted padded batches; results in input order."""
+        """Score every sentence on its own (fresh state), in length-sorted padded batches; results in input order.
+
+        `progress` shows a bar over the sentences, and one over the tokens of a very long sentence.
+        """
         encoded = []
         for sentence in sentences:
             ids = sentence_ids(self.tokenizer, sentence, self.start_id, self.eos_id)
             encoded.append(ids if bos else ids[1:])
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: list[SentenceScore | None] = [None] * len(encoded)
-        bar = tqdm(total=len(encoded), unit="line", disable=None if progress else True, leave=False)
+        bar = tqdm(total=len(encoded), unit="line", leave=False,
+                   disable=True if not progress or len(encoded) < PROGRESS_MIN_LINES else None)
         try:
             for batch in self._batches(order, encoded):
-                for index, logprobs in zip(batch, self._score_batch([encoded[i] for i in batch], bos)):
+                rows = [encoded[i] for i in batch]
+                for index, logprobs in zip(batch, self._score_batch(rows, bos, progress)):
                     ids = encoded[index][1:] if bos else encoded[index]
                     results[index] = SentenceScore(ids, logprobs, self.unk_id)
                 bar.update(len(batch))
@@ -185,7 +243,7 @@ class LanguageModel:
             yield batch
 
     @torch.no_grad()
-    def _score_batch(self, rows: list[list[int]], bos: bool) -> list[list[float]]:
+    def _score_batch(self, rows: list[list[int]], bos: bool, progress: bool) -> list[list[float]]:
         """ln p of every scored token of each row: all but the first with `bos`, all of them without."""
         longest = max(len(row) for row in rows)
         input_ids = torch.full((len(rows), longest), self.eos_id, dtype=torch.long)
@@ -195,27 +253,12 @@ class LanguageModel:
             attention_mask[i, :len(row)] = 1
         device = self.device
         _, logprobs, _ = token_logprobs(self.model, input_ids.to(device), attention_mask.to(device),
-                                        self.max_segment_length)
+                                        self.max_segment_length, progress)
         logprobs = logprobs.cpu()
         if not bos:
-            first = self.zero_state_logprobs().cpu()[input_ids[:, 0]]
-            logprobs[:, 0] = first
+            logprobs[:, 0] = self.null_context_state().next_logprobs.cpu()[input_ids[:, 0]]
         start = 1 if bos else 0
         return [logprobs[i, start:len(row)].tolist() for i, row in enumerate(rows)]
-
-    @torch.no_grad()
-    def zero_state_logprobs(self) -> torch.Tensor:
-        """ln p(w) with no context at all: the output layer on a zero LSTM output (used for `bos=False`)."""
-        if self._zero_state is None:
-            model = self.model
-            base = getattr(model, "model", None)
-            if base is None or not hasattr(model, "logits"):
-                raise NotImplementedError(f"bos=False needs a SoftBinLSTMForCausalLM, got {type(model).__name__}")
-            hidden = torch.zeros(1, 1, model.config.hidden_size, device=self.device)
-            if getattr(base, "projection", None) is not None:
-                hidden = F.linear(hidden, base.projection.effective(), base._stored_float(base.projection_bias, "output"))
-            self._zero_state = model.logits(hidden).float().log_softmax(-1)[0, 0]
-        return self._zero_state
 
 
 # ------------------------------------------------------------------------------------------------------ whole files
@@ -257,24 +300,6 @@ class CorpusScore:
         return _exp(-(self.logprob - self.eos_logprob) / self.words) if self.words else float("nan")
 
 
-def read_lines(path: str | os.PathLike) -> list[str]:
-    """The lines of a UTF-8 text file, without line ends; a line that is not UTF-8 is an error naming it."""
-    if os.fspath(path) == "-":
-        return _decode_lines(sys.stdin.buffer, "stdin")
-    with open(path, "rb") as handle:
-        return _decode_lines(handle, os.fspath(path))
-
-
-def _decode_lines(handle, path: str) -> list[str]:
-    lines = []
-    for lineno, raw in enumerate(handle, start=1):
-        try:
-            lines.append(raw.decode("utf-8").rstrip("\r\n"))
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path}: line {lineno}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
-    return lines
-
-
 def score_lines(lm: LanguageModel, lines: Sequence[str], *, skip_empty: bool = False, progress: bool = False,
                 source: str = "input") -> tuple[list[tuple[int, SentenceScore]], CorpusScore]:
     """Score each line on its own: `(line number, score)` per scored line, and the corpus totals.
@@ -283,8 +308,7 @@ def score_lines(lm: LanguageModel, lines: Sequence[str], *, skip_empty: bool = F
     finite is an error naming its line, never a result.
     """
     numbered = [(n, line) for n, line in enumerate(lines, start=1) if not (skip_empty and not line.strip())]
-    show = progress and len(numbered) >= PROGRESS_MIN_LINES
-    results = lm.score_sentences([line for _, line in numbered], progress=show)
+    results = lm.score_sentences([line for _, line in numbered], progress=progress)
     corpus = CorpusScore()
     scored = []
     for (lineno, _), result in zip(numbered, results):
@@ -319,109 +343,6 @@ def format_corpus(corpus: CorpusScore) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------ n-best rescoring
-
-
-@dataclass
-class Tuning:
-    """How the weights were chosen: given on the command line, or tuned on dev lists."""
-
-    source: str  # "given" or "tuned"
-    dev_wer: float | None = None
-    dev_utterances: int = 0
-
-
-def read_nbest(path: str, format: str = "jsonl", *, scores: str | None = None, refs: str | None = None,
-               costs: bool = False):
-    """N-best lists in either format (see hf_softbin.rescoring); the Kaldi format needs its score file."""
-    from . import rescoring
-
-    if format == "jsonl":
-        extra = [name for name, value in (("--scores", scores), ("--refs", refs), ("--costs", costs)) if value]
-        if extra:
-            raise ValueError(f"{', '.join(extra)} apply to --format kaldi; JSON Lines carry scores and refs inline")
-        return rescoring.read_nbest_jsonl(path)
-    if format == "kaldi":
-        if scores is None:
-            raise ValueError(f"{path}: Kaldi n-best text needs its score file (`UTT-ID-N score` lines): pass --scores "
-                             "(and --dev-scores for the dev lists)")
-        return rescoring.read_kaldi_nbest(path, scores, refs, scores_are_costs=costs)
-    raise ValueError(f"unknown n-best format {format!r}; expected 'jsonl' or 'kaldi'")
-
-
-def rescore_nbest(lm: LanguageModel, utterances, *, lm_weight: float | None = None, dev=None,
-                  penalty: float | None = None, first_pass_weight: float = 0.0, progress: bool = False):
-    """Rescore `utterances` with the LM: with `lm_weight` (default 1.0), or with weights tuned on `dev` lists.
-
-    When tuning, the LM weight is searched on `rescoring.DEFAULT_LM_WEIGHTS` and the penalty on
-    `rescoring.DEFAULT_PENALTIES` unless `penalty` fixes it. Returns `(RescoreResult, Tuning)`.
-    """
-    from . import rescoring
-
-    if not utterances:
-        raise ValueError("the n-best file holds no utterances")
-    score = lambda texts: lm.lm_logprob(texts, progress=progress)  # noqa: E731
-    everything = 1 << 30  # one call: the LanguageModel batches by length itself
-    if dev is not None:
-        if lm_weight is not None:
-            raise ValueError("give either an LM weight or dev lists to tune it on, not both")
-        if not dev:
-            raise ValueError("the dev n-best file holds no utterances")
-        if rescoring._references(dev) is None:
-            raise ValueError("tuning needs references in the dev n-best lists (\"ref\" fields, or --dev-refs for Kaldi)")
-        dev_scores = rescoring.score_hypotheses(dev, score, batch_size=everything)
-        penalties = (penalty,) if penalty is not None else rescoring.DEFAULT_PENALTIES
-        lm_weight, penalty, dev_wer = rescoring.tune_weights(dev, dev_scores, penalties=penalties,
-                                                             first_pass_weight=first_pass_weight)
-        tuning = Tuning("tuned", dev_wer, len(dev))
-    else:
-        lm_weight = 1.0 if lm_weight is None else lm_weight
-        penalty = 0.0 if penalty is None else penalty
-        tuning = Tuning("given")
-    for name, value in (("lm weight", lm_weight), ("penalty", penalty), ("first-pass weight", first_pass_weight)):
-        _finite(value, f"the {name}")
-    rescoring._references(utterances)  # a partial set of references fails before the LM pass
-    scores = rescoring.score_hypotheses(utterances, score, batch_size=everything)
-    result = rescoring.rescore_from_scores(utterances, scores, lm_weight, first_pass_weight=first_pass_weight,
-                                           word_insertion_penalty=penalty)
-    return result, tuning
-
-
-def format_rescore_summary(result, tuning: Tuning) -> str:
-    summary = result.summary
-    how = ("given" if tuning.source == "given"
-           else f"tuned on {tuning.dev_utterances} dev utterances, dev WER {100 * tuning.dev_wer:.2f}%")
-    lines = [
-        f"utterances: {summary.num_utterances}, hypotheses: {sum(len(u.hyps) for u in result.utterances)}",
-        f"lm weight {summary.lm_weight:g}, word insertion penalty {summary.penalty:g}, "
-        f"first-pass weight {summary.first_pass_weight:g} ({how})",
-    ]
-    if summary.wer_before is None:
-        lines.append("WER: no references in the n-best lists")
-    else:
-        lines += [
-            f"WER before rescoring (first pass): {100 * summary.wer_before:.2f}%",
-            f"WER after rescoring:               {100 * summary.wer_after:.2f}%",
-            f"oracle WER of the lists:           {100 * summary.oracle_wer:.2f}%",
-        ]
-    return "\n".join(lines)
-
-
-def write_choices(result, path: str | None, format: str = "jsonl") -> None:
-    """The chosen hypotheses: to `path` (written atomically), or to stdout when `path` is None."""
-    from . import rescoring
-
-    if path is not None:
-        (rescoring.write_choices_jsonl if format == "jsonl" else rescoring.write_choices_kaldi)(result, path)
-        return
-    for utt, index, score in zip(result.utterances, result.chosen, result.scores):
-        text = " ".join(utt.hyps[index].text.split())
-        if format == "jsonl":
-            print(json.dumps({"id": utt.id, "text": text, "score": score, "index": index}, ensure_ascii=False))
-        else:
-            print(f"{utt.id} {text}".rstrip())
-
-
 def _exp(value: float) -> float:
     try:
         return math.exp(value)
@@ -430,6 +351,4 @@ def _exp(value: float) -> float:
 
 
 def _finite(value: float, what: str) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"{what} is not finite ({value}); refusing to print it")
-    return value
+    return finite_number(value, f"{what} (refusing to print it)")

@@ -5,23 +5,23 @@ scored as `w1 ... wn <eos>` from a fresh state. Score convention throughout: eve
 better. The score of a hypothesis after rescoring is
 
     am_score + lm_weight * nnlm_logprob + first_pass_weight * lm_score + word_insertion_penalty * num_words
+             + filler_penalty
 
-where `lm_score` (the first-pass LM score) counts only when present. NNLM scores are computed once per unique text
-(`score_hypotheses`) and reused by `choose`, `rescore_from_scores` and `tune_weights`: a grid search costs one LM
-pass.
+where `lm_score` (the first-pass LM score) and `filler_penalty` count only when present. NNLM scores are computed once
+per unique text (`score_hypotheses`) and reused by `choose`, `rescore_from_scores` and `tune_weights`: a grid search
+costs one LM pass. Inputs: JSON Lines, Kaldi n-best text with a score file, or NeMo's beam-search output.
 """
 
 import json
-import math
 import os
-import random
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import jiwer
 
-from .atomic import write_text_atomic
+from ..models.softbin_lstm.checkpoint import write_text_atomic
+from .textio import finite_number, numbered_lines, read_lines
 
 LMLogProb = Callable[[list[str]], Sequence[float]]
 
@@ -36,11 +36,19 @@ DEFAULT_PENALTIES = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
 class Hypothesis:
     text: str
     am_score: float
-    lm_score: float | None = None
+    lm_score: float | None = None  # the first-pass LM log-probability, unweighted
+    filler_penalty: float = 0.0  # what the decoder charged for fillers and silences on this path
+    first_pass_score: float | None = None  # the decoder's own total score, when it gives one
+    lm_text: str | None = None  # the words as the rescoring LM was trained to read them, when they differ from `text`
 
     @property
     def num_words(self) -> int:
         return len(self.text.split())
+
+    @property
+    def scored_text(self) -> str:
+        """What the rescoring LM reads."""
+        return self.text if self.lm_text is None else self.lm_text
 
 
 @dataclass
@@ -64,38 +72,27 @@ class RescoreSummary:
 
 
 @dataclass
+class Tuning:
+    """How the weights were chosen: given by the caller, or tuned on dev lists."""
+
+    source: str  # "given" or "tuned"
+    dev_wer: float | None = None
+    dev_utterances: int = 0
+
+
+@dataclass
 class RescoreResult:
     utterances: list[Utterance]
     chosen: list[int]  # index into each utterance's hyps
     scores: list[float]  # rescoring score of the chosen hypothesis
     summary: RescoreSummary
+    tuning: Tuning
 
     def chosen_hypotheses(self) -> list[Hypothesis]:
         return [utt.hyps[i] for utt, i in zip(self.utterances, self.chosen)]
 
 
 # ------------------------------------------------------------------------------------------------------------- reading
-
-
-def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """(line number, decoded line without newline); blank lines skipped. Decodes line by line to name a bad line."""
-    with open(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise ValueError(f"{path}: line {lineno}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield lineno, line
-
-
-def _finite_score(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where}: expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{where}: expected a finite number, got {value!r}")
-    return float(value)
 
 
 def _parse_jsonl_hyp(item, where: str) -> Hypothesis:
@@ -106,18 +103,24 @@ def _parse_jsonl_hyp(item, where: str) -> Hypothesis:
             raise ValueError(f"{where}: missing \"{key}\"")
     if not isinstance(item["text"], str):
         raise ValueError(f"{where}: \"text\" must be a string, got {item['text']!r}")
-    am_score = _finite_score(item["am_score"], f"{where}: \"am_score\"")
-    lm_score = item.get("lm_score")
-    if lm_score is not None:
-        lm_score = _finite_score(lm_score, f"{where}: \"lm_score\"")
-    return Hypothesis(item["text"], am_score, lm_score)
+    am_score = finite_number(item["am_score"], f"{where}: \"am_score\"")
+    optional = {}
+    for key in ("lm_score", "filler_penalty", "first_pass_score"):
+        if item.get(key) is not None:
+            optional[key] = finite_number(item[key], f"{where}: \"{key}\"")
+    if item.get("lm_text") is not None:
+        if not isinstance(item["lm_text"], str):
+            raise ValueError(f"{where}: \"lm_text\" must be a string, got {item['lm_text']!r}")
+        optional["lm_text"] = item["lm_text"]
+    return Hypothesis(item["text"], am_score, **optional)
 
 
 def read_nbest_jsonl(path: str | os.PathLike) -> list[Utterance]:
-    """One utterance a line: {"id", "hyps": [{"text", "am_score", "lm_score"?}, ...], "ref"?}."""
+    """One utterance a line: {"id", "hyps": [{"text", "am_score", "lm_score"?, "filler_penalty"?,
+    "first_pass_score"?, "lm_text"?}, ...], "ref"?}. Other fields are ignored."""
     utterances = []
     seen = {}
-    for lineno, line in _lines(path):
+    for lineno, line in numbered_lines(path):
         where = f"{path}: line {lineno}"
         try:
             record = json.loads(line)
@@ -171,7 +174,7 @@ def read_kaldi_nbest(
     both files, and with a reference file every utterance must have exactly one reference.
     """
     texts = {}  # key -> (utt_id, n, text, lineno)
-    for lineno, line in _lines(text_path):
+    for lineno, line in numbered_lines(text_path):
         where = f"{text_path}: line {lineno}"
         key, *rest = line.split(maxsplit=1)
         text = rest[0] if rest else ""
@@ -181,7 +184,7 @@ def read_kaldi_nbest(
         texts[key] = (utt_id, n, " ".join(text.split()), lineno)
 
     scores = {}  # key -> (score, lineno)
-    for lineno, line in _lines(score_path):
+    for lineno, line in numbered_lines(score_path):
         where = f"{score_path}: line {lineno}"
         fields = line.split()
         if len(fields) != 2:
@@ -196,7 +199,7 @@ def read_kaldi_nbest(
             number = float(value)
         except ValueError:
             raise ValueError(f"{where}: expected a number as the score, got {value!r}") from None
-        score = _finite_score(number, f"{where}: score")
+        score = finite_number(number, f"{where}: score")
         scores[key] = (-score if scores_are_costs else score, lineno)
 
     by_utt: dict[str, list[tuple[int, Hypothesis]]] = {}
@@ -213,7 +216,7 @@ def read_kaldi_nbest(
 
     if ref_path is not None:
         refs = {}  # utt_id -> (text, lineno)
-        for lineno, line in _lines(ref_path):
+        for lineno, line in numbered_lines(ref_path):
             utt_id, *rest = line.split(maxsplit=1)
             text = rest[0] if rest else ""
             where = f"{ref_path}: line {lineno}"
@@ -230,32 +233,109 @@ def read_kaldi_nbest(
     return utterances
 
 
+def read_nemo_nbest(path: str | os.PathLike, beam_width: int, refs: str | os.PathLike | None = None) -> list[Utterance]:
+    """NeMo's beam-search output: `hypothesis<TAB>score` lines, `beam_width` consecutive lines per utterance.
+
+    The score (NeMo's beam score, a log-likelihood) becomes the `am_score`. References, optional, come one a line in
+    utterance order, as plain text or as a NeMo manifest (JSON lines with a "text" field). Utterances are named
+    `utt-0`, `utt-1`, ... in file order (or after the manifest's `audio_filepath`).
+    """
+    if beam_width < 1:
+        raise ValueError(f"the beam width must be >= 1, got {beam_width}")
+    rows = []
+    for lineno, line in enumerate(read_lines(path), start=1):
+        text, separator, score = line.rpartition("\t")
+        if not separator:
+            raise ValueError(f"{path}: line {lineno}: expected 'hypothesis<TAB>score'")
+        try:
+            number = float(score)
+        except ValueError:
+            raise ValueError(f"{path}: line {lineno}: expected a number after the tab, got {score!r}") from None
+        rows.append(Hypothesis(" ".join(text.split()), finite_number(number, f"{path}: line {lineno}: score")))
+    if not rows or len(rows) % beam_width:
+        raise ValueError(f"{path}: {len(rows)} lines is not a whole number of utterances of {beam_width} hypotheses "
+                         "(check --beam-width)")
+    count = len(rows) // beam_width
+    names, texts = _nemo_references(refs, count) if refs is not None else ([None] * count, [None] * count)
+    return [Utterance(names[i] or f"utt-{i}", rows[i * beam_width:(i + 1) * beam_width], texts[i])
+            for i in range(count)]
+
+
+def _nemo_references(path: str | os.PathLike, count: int) -> tuple[list[str | None], list[str]]:
+    """References in utterance order, and the utterance names a manifest gives (its audio file names)."""
+    names, texts = [], []
+    for lineno, line in enumerate(read_lines(path), start=1):
+        name = None
+        if line.lstrip().startswith("{"):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {lineno}: malformed manifest line ({err.msg})") from None
+            if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+                raise ValueError(f"{path}: line {lineno}: a manifest line needs a \"text\" string")
+            line = entry["text"]
+            if isinstance(entry.get("audio_filepath"), str):
+                name = os.path.splitext(os.path.basename(entry["audio_filepath"]))[0]
+        names.append(name)
+        texts.append(" ".join(line.split()))
+    if len(texts) != count:
+        raise ValueError(f"{path}: {len(texts)} references for {count} utterances")
+    return names, texts
+
+
+NBEST_FORMATS = ("jsonl", "kaldi", "nemo")
+
+
+def read_nbest(path: str, format: str = "jsonl", *, scores: str | None = None, refs: str | None = None,
+               costs: bool = False, beam_width: int | None = None) -> list[Utterance]:
+    """N-best lists in any of `NBEST_FORMATS`; Kaldi needs its score file, NeMo its beam width."""
+    extra = {"--scores": scores, "--costs": costs, "--beam-width": beam_width, "--refs": refs}
+    allowed = {"jsonl": (), "kaldi": ("--scores", "--costs", "--refs"), "nemo": ("--beam-width", "--refs")}
+    if format not in allowed:
+        raise ValueError(f"unknown n-best format {format!r}; expected one of {NBEST_FORMATS}")
+    misplaced = [name for name, value in extra.items() if value and name not in allowed[format]]
+    if misplaced:
+        raise ValueError(f"{', '.join(misplaced)} do(es) not apply to --format {format}")
+    if format == "jsonl":
+        return read_nbest_jsonl(path)
+    if format == "kaldi":
+        if scores is None:
+            raise ValueError(f"{path}: Kaldi n-best text needs its score file (`UTT-ID-N score` lines): pass --scores "
+                             "(and --dev-scores for the dev lists)")
+        return read_kaldi_nbest(path, scores, refs, scores_are_costs=costs)
+    if beam_width is None:
+        raise ValueError(f"{path}: NeMo beam output needs --beam-width (hypotheses per utterance)")
+    return read_nemo_nbest(path, beam_width, refs)
+
+
 # ------------------------------------------------------------------------------------------------------------- scoring
 
 
-def _normalize(text: str) -> str:
+def normalize_words(text: str) -> str:
     return " ".join(text.split())
 
 
 def score_hypotheses(
-    utterances: Sequence[Utterance], lm_logprob: LMLogProb, *, batch_size: int = 64
+    utterances: Sequence[Utterance], lm_logprob: LMLogProb, *, batch_size: int | None = 64
 ) -> list[list[float]]:
     """NNLM log-prob of every hypothesis, calling `lm_logprob` once per unique (whitespace-normalized) text.
 
     Unique texts go out sorted by length, so batches pad little.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    unique = sorted({_normalize(h.text) for utt in utterances for h in utt.hyps}, key=lambda t: (len(t.split()), t))
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None (everything at once), got {batch_size}")
+    unique = sorted({normalize_words(h.scored_text) for utt in utterances for h in utt.hyps},
+                    key=lambda t: (len(t.split()), t))
     logprobs = {}
-    for start in range(0, len(unique), batch_size):
-        batch = unique[start:start + batch_size]
+    step = batch_size or max(len(unique), 1)
+    for start in range(0, len(unique), step):
+        batch = unique[start:start + step]
         values = list(lm_logprob(batch))
         if len(values) != len(batch):
             raise ValueError(f"lm_logprob returned {len(values)} scores for {len(batch)} texts")
         for text, value in zip(batch, values):
-            logprobs[text] = _finite_score(float(value), f"lm_logprob of {text!r}")
-    return [[logprobs[_normalize(h.text)] for h in utt.hyps] for utt in utterances]
+            logprobs[text] = finite_number(float(value), f"lm_logprob of {text!r}")
+    return [[logprobs[normalize_words(h.scored_text)] for h in utt.hyps] for utt in utterances]
 
 
 def _check_scores(utterances: Sequence[Utterance], nnlm_scores: Sequence[Sequence[float]]) -> None:
@@ -266,7 +346,7 @@ def _check_scores(utterances: Sequence[Utterance], nnlm_scores: Sequence[Sequenc
 def _score(
     hyp: Hypothesis, nnlm_logprob: float, lm_weight: float, first_pass_weight: float, word_insertion_penalty: float
 ) -> float:
-    score = hyp.am_score + lm_weight * nnlm_logprob + word_insertion_penalty * hyp.num_words
+    score = hyp.am_score + lm_weight * nnlm_logprob + word_insertion_penalty * hyp.num_words + hyp.filler_penalty
     if hyp.lm_score is not None:
         score += first_pass_weight * hyp.lm_score
     return score
@@ -294,8 +374,12 @@ def choose(
 
 
 def first_pass_choice(utterances: Sequence[Utterance]) -> list[int]:
-    """What the first pass chose: highest am_score + lm_score (lm_score counted with weight 1 when present)."""
-    return [_argmax([h.am_score + (h.lm_score or 0.0) for h in u.hyps]) for u in utterances]
+    """What the first pass chose: the highest `first_pass_score` when the decoder gave one, else the highest
+    am_score + lm_score (lm_score counted with weight 1 when present)."""
+    def first_pass(h: Hypothesis) -> float:
+        return h.first_pass_score if h.first_pass_score is not None else h.am_score + (h.lm_score or 0.0)
+
+    return [_argmax([first_pass(h) for h in u.hyps]) for u in utterances]
 
 
 # ----------------------------------------------------------------------------------------------------------------- WER
@@ -312,7 +396,7 @@ def word_error_rate(refs: Sequence[str], hyps: Sequence[str]) -> float:
     return (out.substitutions + out.deletions + out.insertions) / ref_words
 
 
-def _references(utterances: Sequence[Utterance]) -> list[str] | None:
+def references(utterances: Sequence[Utterance]) -> list[str] | None:
     """All references, or None when no utterance has one; a partial set is an error (its WER would mislead)."""
     missing = [u.id for u in utterances if u.ref is None]
     if len(missing) == len(utterances):
@@ -326,7 +410,7 @@ class _ErrorTable:
     """Word errors of every hypothesis against its reference, so the WER of any choice is a sum, not a re-alignment."""
 
     def __init__(self, utterances: Sequence[Utterance]):
-        refs = _references(utterances)
+        refs = references(utterances)
         if refs is None:
             raise ValueError("WER needs references, and these utterances have none")
         self.errors = []
@@ -366,20 +450,17 @@ def rescore_from_scores(
     *,
     first_pass_weight: float = 0.0,
     word_insertion_penalty: float = 0.0,
+    tuning: Tuning | None = None,
 ) -> RescoreResult:
-    """`rescore` on NNLM scores from `score_hypotheses`: for choosing again with other weights without the LM."""
-    chosen = choose(
-        utterances,
-        nnlm_scores,
-        lm_weight,
-        first_pass_weight=first_pass_weight,
-        word_insertion_penalty=word_insertion_penalty,
-    )
-    scores = [
-        _score(u.hyps[i], s[i], lm_weight, first_pass_weight, word_insertion_penalty)
-        for u, s, i in zip(utterances, nnlm_scores, chosen)
-    ]
-    table = _ErrorTable(utterances) if _references(utterances) is not None else None
+    """Pick the best hypothesis of each utterance on NNLM scores from `score_hypotheses`, and summarize the WERs."""
+    for name, value in (("lm weight", lm_weight), ("penalty", word_insertion_penalty),
+                        ("first-pass weight", first_pass_weight)):
+        finite_number(value, f"the {name}")
+    weights = dict(first_pass_weight=first_pass_weight, word_insertion_penalty=word_insertion_penalty)
+    chosen = choose(utterances, nnlm_scores, lm_weight, **weights)
+    scores = [_score(u.hyps[i], s[i], lm_weight, first_pass_weight, word_insertion_penalty)
+              for u, s, i in zip(utterances, nnlm_scores, chosen)]
+    table = _ErrorTable(utterances) if references(utterances) is not None else None
     summary = RescoreSummary(
         num_utterances=len(utterances),
         lm_weight=lm_weight,
@@ -389,28 +470,45 @@ def rescore_from_scores(
         wer_after=table.wer(chosen) if table else None,
         oracle_wer=table.oracle() if table else None,
     )
-    return RescoreResult(list(utterances), chosen, scores, summary)
+    return RescoreResult(list(utterances), chosen, scores, summary, tuning or Tuning("given"))
 
 
 def rescore(
     utterances: Sequence[Utterance],
     lm_logprob: LMLogProb,
-    lm_weight: float,
+    lm_weight: float | None = None,
     *,
+    dev: Sequence[Utterance] | None = None,
     first_pass_weight: float = 0.0,
-    word_insertion_penalty: float = 0.0,
-    batch_size: int = 64,
+    word_insertion_penalty: float | None = None,
+    batch_size: int | None = 64,
 ) -> RescoreResult:
-    """Score every hypothesis with the LM (once per unique text), pick the best of each utterance, summarize WERs."""
-    _references(utterances)  # a partial set of references fails here, before the LM pass
+    """Score every hypothesis with the LM (once per unique text), pick the best of each utterance, summarize WERs.
+
+    The LM weight is `lm_weight` (default 1.0), or tuned on the `dev` lists (with references) over
+    `DEFAULT_LM_WEIGHTS`, together with the word insertion penalty over `DEFAULT_PENALTIES` unless it is given.
+    `batch_size=None` hands all texts to the LM at once (a `LanguageModel` batches by length itself).
+    """
+    if not utterances:
+        raise ValueError("the n-best lists hold no utterances")
+    references(utterances)  # a partial set of references fails here, before the LM pass
+    tuning = Tuning("given")
+    if dev is not None:
+        if lm_weight is not None:
+            raise ValueError("give either an LM weight or dev lists to tune it on, not both")
+        if not dev:
+            raise ValueError("the dev n-best lists hold no utterances")
+        if references(dev) is None:
+            raise ValueError("tuning needs references in the dev n-best lists (\"ref\" fields, or --dev-refs)")
+        dev_scores = score_hypotheses(dev, lm_logprob, batch_size=batch_size)
+        penalties = DEFAULT_PENALTIES if word_insertion_penalty is None else (word_insertion_penalty,)
+        lm_weight, word_insertion_penalty, dev_wer = tune_weights(dev, dev_scores, penalties=penalties,
+                                                                  first_pass_weight=first_pass_weight)
+        tuning = Tuning("tuned", dev_wer, len(dev))
     nnlm_scores = score_hypotheses(utterances, lm_logprob, batch_size=batch_size)
-    return rescore_from_scores(
-        utterances,
-        nnlm_scores,
-        lm_weight,
-        first_pass_weight=first_pass_weight,
-        word_insertion_penalty=word_insertion_penalty,
-    )
+    return rescore_from_scores(utterances, nnlm_scores, 1.0 if lm_weight is None else lm_weight,
+                               first_pass_weight=first_pass_weight,
+                               word_insertion_penalty=word_insertion_penalty or 0.0, tuning=tuning)
 
 
 def tune_weights(
@@ -446,7 +544,7 @@ def tune_weights(
 def write_choices_jsonl(result: RescoreResult, path: str | os.PathLike) -> None:
     """One line per utterance: {"id", "text", "score", "index"}, score = rescoring score, index into its hyps."""
     lines = [
-        json.dumps({"id": u.id, "text": _normalize(u.hyps[i].text), "score": s, "index": i}, ensure_ascii=False)
+        json.dumps({"id": u.id, "text": normalize_words(u.hyps[i].text), "score": s, "index": i}, ensure_ascii=False)
         for u, i, s in zip(result.utterances, result.chosen, result.scores)
     ]
     write_text_atomic(path, "".join(line + "\n" for line in lines))
@@ -454,7 +552,7 @@ def write_choices_jsonl(result: RescoreResult, path: str | os.PathLike) -> None:
 
 def write_choices_kaldi(result: RescoreResult, path: str | os.PathLike) -> None:
     """Kaldi text: `UTT-ID word word ...` per utterance (just the id for an empty hypothesis)."""
-    lines = [f"{u.id} {_normalize(u.hyps[i].text)}".rstrip() for u, i in zip(result.utterances, result.chosen)]
+    lines = [f"{u.id} {normalize_words(u.hyps[i].text)}".rstrip() for u, i in zip(result.utterances, result.chosen)]
     write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
@@ -465,8 +563,11 @@ def write_nbest_jsonl(utterances: Sequence[Utterance], path: str | os.PathLike) 
         hyps = []
         for h in utt.hyps:
             item = {"text": h.text, "am_score": h.am_score}
-            if h.lm_score is not None:
-                item["lm_score"] = h.lm_score
+            for key in ("lm_score", "first_pass_score", "lm_text"):
+                if getattr(h, key) is not None:
+                    item[key] = getattr(h, key)
+            if h.filler_penalty:
+                item["filler_penalty"] = h.filler_penalty
             hyps.append(item)
         record = {"id": utt.id, "hyps": hyps}
         if utt.ref is not None:
@@ -475,75 +576,34 @@ def write_nbest_jsonl(utterances: Sequence[Utterance], path: str | os.PathLike) 
     write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
-# ---------------------------------------------------------------------------------------- synthetic n-best for testing
+def write_choices(result: RescoreResult, path: str | None, format: str = "jsonl") -> None:
+    """The chosen hypotheses as JSON Lines (or Kaldi text for --format kaldi): to `path` atomically, or to stdout."""
+    if path is not None:
+        (write_choices_kaldi if format == "kaldi" else write_choices_jsonl)(result, path)
+        return
+    for utt, index, score in zip(result.utterances, result.chosen, result.scores):
+        text = normalize_words(utt.hyps[index].text)
+        if format == "kaldi":
+            print(f"{utt.id} {text}".rstrip())
+        else:
+            print(json.dumps({"id": utt.id, "text": text, "score": score, "index": index}, ensure_ascii=False))
 
 
-def _corrupt(words: list[str], vocabulary: Sequence[str], rng: random.Random) -> None:
-    """Apply one random edit in place, among those that apply: substitute, delete, insert, swap neighbours."""
-    ops = ["insert"]
-    if words:
-        ops.append("delete")
-        if len(vocabulary) > 1:
-            ops.append("substitute")
-    if any(a != b for a, b in zip(words, words[1:])):
-        ops.append("swap")
-    op = rng.choice(ops)
-    if op == "insert":
-        words.insert(rng.randrange(len(words) + 1), rng.choice(vocabulary))
-    elif op == "delete":
-        del words[rng.randrange(len(words))]
-    elif op == "substitute":
-        i = rng.randrange(len(words))
-        words[i] = rng.choice([w for w in vocabulary if w != words[i]])
+def format_rescore_summary(result: RescoreResult) -> str:
+    summary, tuning = result.summary, result.tuning
+    how = ("given" if tuning.source == "given"
+           else f"tuned on {tuning.dev_utterances} dev utterances, dev WER {100 * tuning.dev_wer:.2f}%")
+    lines = [
+        f"utterances: {summary.num_utterances}, hypotheses: {sum(len(u.hyps) for u in result.utterances)}",
+        f"lm weight {summary.lm_weight:g}, word insertion penalty {summary.penalty:g}, "
+        f"first-pass weight {summary.first_pass_weight:g} ({how})",
+    ]
+    if summary.wer_before is None:
+        lines.append("WER: no references in the n-best lists")
     else:
-        i = rng.choice([i for i in range(len(words) - 1) if words[i] != words[i + 1]])
-        words[i], words[i + 1] = words[i + 1], words[i]
-
-
-def make_corrupted_nbest(
-    reference_lines: Sequence[str],
-    n: int,
-    rng_seed: int,
-    *,
-    vocabulary: Sequence[str] | None = None,
-    max_edits: int = 3,
-    edit_cost: float = 1.0,
-    noise_std: float = 1.0,
-    include_reference: bool = True,
-) -> list[Utterance]:
-    """Synthetic n-best lists of up to `n` distinct hypotheses per reference line, deterministic for `rng_seed`.
-
-    Stands in for recognizer output: each non-reference hypothesis is the reference after 1..max_edits random edits
-    with words from `vocabulary` (default: the words of the references). am_score = -num_edits * edit_cost + N(0,
-    noise_std^2), noisy enough that the first pass often prefers a wrong hypothesis, so a good LM has room to help.
-    Hypotheses are shuffled (the reference has no fixed position); blank lines are skipped; ids are `utt000000`, ...
-    Short sentences may yield fewer than `n` distinct hypotheses.
-    """
-    if n < 1 or max_edits < 1:
-        raise ValueError(f"n and max_edits must be >= 1, got n={n}, max_edits={max_edits}")
-    references = [_normalize(line) for line in reference_lines]
-    if vocabulary is None:
-        vocabulary = sorted({w for ref in references for w in ref.split()})
-    vocabulary = list(vocabulary)
-    if not vocabulary:
-        raise ValueError("the vocabulary for corruptions is empty")
-    rng = random.Random(rng_seed)
-    utterances = []
-    for index, ref in enumerate(references):
-        if not ref:
-            continue
-        texts = {ref: 0} if include_reference else {}  # text -> number of edits
-        attempts = 0
-        while len(texts) < n and attempts < 20 * n:
-            attempts += 1
-            words = ref.split()
-            num_edits = rng.randint(1, max_edits)
-            for _ in range(num_edits):
-                _corrupt(words, vocabulary, rng)
-            text = " ".join(words)
-            if text != ref and text not in texts:
-                texts[text] = num_edits
-        hyps = [Hypothesis(t, -e * edit_cost + rng.gauss(0.0, noise_std)) for t, e in texts.items()]
-        rng.shuffle(hyps)
-        utterances.append(Utterance(f"utt{index:06d}", hyps, ref))
-    return utterances
+        lines += [
+            f"WER before rescoring (first pass): {100 * summary.wer_before:.2f}%",
+            f"WER after rescoring:               {100 * summary.wer_after:.2f}%",
+            f"oracle WER of the lists:           {100 * summary.oracle_wer:.2f}%",
+        ]
+    return "\n".join(lines)

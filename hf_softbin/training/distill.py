@@ -1,4 +1,4 @@
-"""Knowledge distillation from a full-precision teacher (DESIGN 2.3)."""
+"""Knowledge distillation from a full-precision teacher (docs/method.md, "Knowledge distillation")."""
 
 import torch
 
@@ -90,19 +90,16 @@ def check_same_vocabulary(teacher_tokenizer, student_tokenizer, teacher_path: st
 
 @torch.no_grad()
 def init_student_from_teacher(student, teacher):
-    """Copy the teacher's weights into the student's latent weights, clipped to [-1, 1]; re-derive learned scalars."""
-    from .modeling_softbin import QuantizedMatrix
-
+    """Copy the teacher's weights into the student's latent weights, then let every matrix re-derive its quantized
+    form from them (binary: clip to [-1, 1] and reset learned scalars; PQ: k-means codebooks and codes)."""
     teacher_state = teacher.state_dict()
     for name, parameter in student.named_parameters():
         if name not in teacher_state:
-            continue  # learned scalars, BLLM gamma/beta: not in a float model
+            continue  # learned scalars, BLLM gamma/beta, PQ codebooks: not in a float model
         source = teacher_state[name]
         if source.shape != parameter.shape:
             raise ValueError(f"cannot initialize the student from the teacher: {name} has shape {tuple(source.shape)} "
                              f"in the teacher and {tuple(parameter.shape)} in the student")
         parameter.copy_(source)
-    for module in student.modules():
-        if isinstance(module, QuantizedMatrix) and module.binarized:
-            module.weight.clamp_(-1.0, 1.0)
-            module.reset_scale()
+    for matrix in student.matrices().values():
+        matrix.fit_to_latent_()

@@ -1,0 +1,342 @@
+"""The weight matrices of the model: one module per way of storing a matrix, all read the same way.
+
+Every matrix answers `matrix()` (the whole effective matrix), `lookup(ids)` (some of its rows, for the embedding) and
+`linear(x, bias)` (`x @ W.T + bias`, for the LSTM input projections and the output layer). In training they hold
+latent float weights; loaded from a packed checkpoint they hold what the file holds (sign bits, codes, scalars) as
+registered buffers, so `.to()`, `state_dict()` and `get_memory_footprint()` see exactly what is resident.
+
+A packed matrix is either unpacked once into a non-persistent buffer (fast), or, with `keep_packed`, rebuilt at every
+use: whole for the LSTM, only the looked-up rows for the embedding, block by block for the output layer, so no float
+copy of a vocabulary matrix ever exists.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .quantizers import (
+    binarize,
+    mean_abs_scale,
+    pack_signs,
+    packed_width,
+    pq_assign,
+    pq_decode,
+    pq_train,
+    round_ste,
+    unpack_signs,
+)
+
+BLOCK_ROWS = 4096  # rows of a vocabulary matrix rebuilt at once in keep-packed mode
+
+
+class QuantizedMatrix(nn.Module):
+    """A (rows, cols) weight matrix; subclasses decide how it is stored."""
+
+    packed = False
+
+    def __init__(self, rows: int, cols: int):
+        super().__init__()
+        self.rows, self.cols = rows, cols
+
+    def matrix(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.matrix())
+
+    def linear(self, inputs: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return F.linear(inputs, self.matrix(), bias)
+
+    def packed_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors a packed checkpoint stores for this matrix, in their storage precision."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def reset_parameters(self, initializer_range: float):
+        """Initialize a trainable matrix: latent weights uniform in [-range, range], then whatever derives from them."""
+
+    @torch.no_grad()
+    def fit_to_latent_(self):
+        """Re-derive the quantized form from the latent weights (after they were copied from a teacher)."""
+
+    def extra_repr(self):
+        return f"rows={self.rows}, cols={self.cols}"
+
+
+class FloatMatrix(QuantizedMatrix):
+    """A full-precision matrix."""
+
+    def __init__(self, rows, cols):
+        super().__init__(rows, cols)
+        self.weight = nn.Parameter(torch.empty(rows, cols))
+
+    def matrix(self):
+        return self.weight
+
+    def packed_tensors(self):
+        return {"weight": self.weight.detach().float()}
+
+    @torch.no_grad()
+    def reset_parameters(self, initializer_range):
+        if not self.weight.is_meta:
+            self.weight.uniform_(-initializer_range, initializer_range)
+
+
+def _scale_shape(rows: int, cols: int, scaling: str, gamma_axis: str) -> tuple[int, int]:
+    if scaling == "tensor":
+        return (1, 1)
+    if scaling == "bllm" and gamma_axis == "col":
+        return (1, cols)
+    return (rows, 1)
+
+
+class BinaryMatrix(QuantizedMatrix):
+    """`alpha * sign(W)` over a latent float matrix `W`, trained with the straight-through estimator.
+
+    `alpha` is mean |W| per row or per matrix (recomputed from `W`), or the learned `scale` parameter: a learned
+    scalar per row or matrix (`learnable_scale`), or the BLLM gamma per output unit (rows, or columns for the
+    embedding, whose units are its columns). Scalars are rounded to `storage_dtype` in the forward pass, so the model
+    computes exactly what a packed checkpoint reloads.
+    """
+
+    def __init__(self, rows, cols, *, scaling: str, learnable_scale: bool, storage_dtype: torch.dtype,
+                 gamma_axis: str = "row"):
+        super().__init__(rows, cols)
+        self.scaling = scaling
+        self.storage_dtype = storage_dtype
+        self.scale_shape = _scale_shape(rows, cols, scaling, gamma_axis)
+        self.weight = nn.Parameter(torch.empty(rows, cols))
+        self.scale = nn.Parameter(torch.empty(self.scale_shape)) if learnable_scale or scaling == "bllm" else None
+        self._cache_key, self._cache_value = None, None
+
+    def extra_repr(self):
+        return f"rows={self.rows}, cols={self.cols}, binary, scaling={self.scaling}"
+
+    def alpha(self) -> torch.Tensor:
+        """The scalars that multiply the signs, at storage precision."""
+        if self.scale is not None:
+            return round_ste(self.scale, self.storage_dtype)
+        return round_ste(mean_abs_scale(self.weight, self.scaling), self.storage_dtype)
+
+    def matrix(self):
+        if torch.is_grad_enabled():
+            return binarize(self.weight, self.alpha())
+        # Inference: binarize once and reuse until the latent weights change (in-place updates bump _version).
+        key = (self.weight.data_ptr(), self.weight._version, None if self.scale is None else self.scale._version)
+        if key != self._cache_key:
+            self._cache_key, self._cache_value = key, binarize(self.weight, self.alpha())
+        return self._cache_value
+
+    def lookup(self, ids):
+        """Rows `ids`; in training only those rows are binarized (the embedding's gradient is sparse anyway)."""
+        if not torch.is_grad_enabled() or self.scaling == "tensor":
+            return F.embedding(ids, self.matrix())
+        flat = ids.reshape(-1)
+        rows = F.embedding(flat, self.weight)
+        if self.scale is None:
+            alpha = mean_abs_scale(rows, "row")
+        elif self.scale_shape[0] == self.rows:
+            alpha = F.embedding(flat, self.scale)
+        else:
+            alpha = self.scale
+        return binarize(rows, round_ste(alpha, self.storage_dtype)).view(*ids.shape, self.cols)
+
+    @torch.no_grad()
+    def packed_tensors(self):
+        return {"bits": pack_signs(self.weight), "scale": self.alpha().to(self.storage_dtype)}
+
+    @torch.no_grad()
+    def reset_parameters(self, initializer_range):
+        if not self.weight.is_meta:
+            self.weight.uniform_(-initializer_range, initializer_range)
+            self._reset_scale()
+
+    @torch.no_grad()
+    def fit_to_latent_(self):
+        self.weight.clamp_(-1.0, 1.0)
+        self._reset_scale()
+
+    @torch.no_grad()
+    def clip_latent_(self):
+        self.weight.clamp_(-1.0, 1.0)
+
+    @torch.no_grad()
+    def _reset_scale(self):
+        """Learned scalars start at mean |W|; the BLLM gamma at 1/sqrt(fan-in) (mean |W| per column for the embedding)."""
+        if self.scale is None:
+            return
+        if self.scaling != "bllm":
+            self.scale.copy_(mean_abs_scale(self.weight, self.scaling))
+        elif self.scale_shape == (self.rows, 1):
+            self.scale.fill_(self.cols ** -0.5)
+        else:
+            self.scale.copy_(self.weight.abs().mean(dim=0, keepdim=True))
+
+
+class PQMatrix(QuantizedMatrix):
+    """A product-quantized matrix: each row is `m` codebook indices; the codebooks (m, K, d) are trained.
+
+    A latent float matrix learns straight through the quantization (its gradient is the decoded matrix's), so
+    `reassign_codes_()` can move rows to other codewords during training. With `codebook_storage="binary"` the
+    codebooks are themselves soft-binarized (sign bits and one scalar per codeword), in training as in the file.
+    """
+
+    def __init__(self, rows, cols, *, subvectors: int, codebook_size: int, codebook_storage: str,
+                 storage_dtype: torch.dtype):
+        super().__init__(rows, cols)
+        self.subvectors, self.codebook_size = subvectors, codebook_size
+        self.codebook_storage = codebook_storage
+        self.storage_dtype = storage_dtype
+        self.weight = nn.Parameter(torch.empty(rows, cols))
+        self.codebooks = nn.Parameter(torch.empty(subvectors, codebook_size, cols // subvectors))
+        self.register_buffer("codes", torch.zeros(rows, subvectors, dtype=torch.uint8))
+
+    def extra_repr(self):
+        return (f"rows={self.rows}, cols={self.cols}, pq m={self.subvectors} K={self.codebook_size}, "
+                f"codebooks {self.codebook_storage}")
+
+    def effective_codebooks(self) -> torch.Tensor:
+        if self.codebook_storage == "binary":
+            return binarize(self.codebooks, self.codeword_scale())
+        return round_ste(self.codebooks, self.storage_dtype)
+
+    def _decoded(self, codes: torch.Tensor, latent_rows: torch.Tensor | None) -> torch.Tensor:
+        decoded = pq_decode(codes, self.effective_codebooks())
+        if latent_rows is None:
+            return decoded
+        return decoded + (latent_rows - latent_rows.detach())  # value of the codes, gradient also to the latent
+
+    def matrix(self):
+        return self._decoded(self.codes, self.weight if torch.is_grad_enabled() else None)
+
+    def lookup(self, ids):
+        flat = ids.reshape(-1)
+        latent = F.embedding(flat, self.weight) if torch.is_grad_enabled() else None
+        return self._decoded(self.codes[flat], latent).view(*ids.shape, self.cols)
+
+    def codeword_scale(self) -> torch.Tensor:
+        """One scalar per codeword, (m, K, 1), at storage precision: the scale of binary codebooks."""
+        return round_ste(mean_abs_scale(self.codebooks, "row"), self.storage_dtype)
+
+    @torch.no_grad()
+    def packed_tensors(self):
+        if self.codebook_storage == "binary":
+            width = self.codebooks.shape[-1]
+            return {"codes": self.codes.clone(), "codebook_bits": pack_signs(self.codebooks.reshape(-1, width)),
+                    "codebook_scale": self.codeword_scale().reshape(-1, 1).to(self.storage_dtype)}
+        return {"codes": self.codes.clone(), "codebooks": self.codebooks.to(self.storage_dtype)}
+
+    @torch.no_grad()
+    def reset_parameters(self, initializer_range):
+        if not self.weight.is_meta:
+            self.weight.uniform_(-initializer_range, initializer_range)
+            self.fit_to_latent_()
+
+    @torch.no_grad()
+    def fit_to_latent_(self):
+        """k-means codebooks in every sub-space of the latent matrix, and the codes of its rows."""
+        codebooks, codes = pq_train(self.weight, self.subvectors, self.codebook_size)
+        self.codebooks.copy_(codebooks)
+        self.codes.copy_(codes)
+
+    @torch.no_grad()
+    def reassign_codes_(self) -> float:
+        """Move every sub-vector of the latent matrix to its nearest codeword; returns the fraction of codes changed."""
+        codes = pq_assign(self.weight, self.effective_codebooks())
+        changed = (codes != self.codes).float().mean().item()
+        self.codes.copy_(codes)
+        return changed
+
+
+# ---- loaded from a packed checkpoint --------------------------------------------------------------------------------
+
+
+class PackedMatrix(QuantizedMatrix):
+    """A matrix as a packed checkpoint stores it: persistent buffers, rebuilt into floats by `rows_of`.
+
+    `unpack_()` keeps the whole float matrix in a non-persistent buffer; without it (`keep_packed`) every use rebuilds
+    only what it needs. Float buffers (scalars, codebooks) follow the model's dtype; bits and codes stay uint8.
+    """
+
+    packed = True
+
+    def rows_of(self, index: slice | torch.Tensor) -> torch.Tensor:
+        """Rows `index` of the effective matrix, in the dtype of the float buffers."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def unpack_(self):
+        self.register_buffer("unpacked", self.rows_of(slice(None)), persistent=False)
+
+    def matrix(self):
+        unpacked = getattr(self, "unpacked", None)
+        return unpacked if unpacked is not None else self.rows_of(slice(None))
+
+    def lookup(self, ids):
+        if getattr(self, "unpacked", None) is not None:
+            return F.embedding(ids, self.unpacked)
+        return self.rows_of(ids.reshape(-1)).view(*ids.shape, self.cols)
+
+    def linear(self, inputs, bias):
+        if getattr(self, "unpacked", None) is not None or self.rows <= BLOCK_ROWS:
+            return F.linear(inputs, self.matrix(), bias)
+        outputs = inputs.new_empty(*inputs.shape[:-1], self.rows)
+        for start in range(0, self.rows, BLOCK_ROWS):
+            end = min(start + BLOCK_ROWS, self.rows)
+            outputs[..., start:end] = F.linear(inputs, self.rows_of(slice(start, end)),
+                                               None if bias is None else bias[start:end])
+        return outputs
+
+
+class PackedBinaryMatrix(PackedMatrix):
+    def __init__(self, rows, cols, *, scaling: str, storage_dtype: torch.dtype, gamma_axis: str = "row", **_):
+        super().__init__(rows, cols)
+        self.storage_dtype = storage_dtype
+        self.register_buffer("bits", torch.zeros(rows, packed_width(cols), dtype=torch.uint8))
+        self.register_buffer("scale", torch.zeros(_scale_shape(rows, cols, scaling, gamma_axis)))
+
+    def extra_repr(self):
+        return f"rows={self.rows}, cols={self.cols}, binary, packed"
+
+    def rows_of(self, index):
+        signs = unpack_signs(self.bits[index], self.cols, self.scale.dtype)
+        scale = self.scale[index] if self.scale.shape[0] == self.rows and self.rows > 1 else self.scale
+        return signs.mul_(scale)
+
+    def packed_tensors(self):
+        return {"bits": self.bits, "scale": self.scale.to(self.storage_dtype)}
+
+
+class PackedPQMatrix(PackedMatrix):
+    def __init__(self, rows, cols, *, subvectors: int, codebook_size: int, codebook_storage: str,
+                 storage_dtype: torch.dtype):
+        super().__init__(rows, cols)
+        self.storage_dtype = storage_dtype
+        self.codebook_storage = codebook_storage
+        self.codebook_shape = (subvectors, codebook_size, cols // subvectors)
+        self.register_buffer("codes", torch.zeros(rows, subvectors, dtype=torch.uint8))
+        if codebook_storage == "binary":
+            self.register_buffer("codebook_bits", torch.zeros(subvectors * codebook_size,
+                                                              packed_width(cols // subvectors), dtype=torch.uint8))
+            self.register_buffer("codebook_scale", torch.zeros(subvectors * codebook_size, 1))
+        else:
+            self.register_buffer("codebooks", torch.zeros(self.codebook_shape))
+
+    def extra_repr(self):
+        m, k, _ = self.codebook_shape
+        return f"rows={self.rows}, cols={self.cols}, pq m={m} K={k}, packed"
+
+    def effective_codebooks(self) -> torch.Tensor:
+        if self.codebook_storage == "binary":
+            signs = unpack_signs(self.codebook_bits, self.codebook_shape[-1], self.codebook_scale.dtype)
+            return signs.mul_(self.codebook_scale).view(self.codebook_shape)
+        return self.codebooks
+
+    def rows_of(self, index):
+        return pq_decode(self.codes[index], self.effective_codebooks())
+
+    def packed_tensors(self):
+        if self.codebook_storage == "binary":
+            return {"codes": self.codes, "codebook_bits": self.codebook_bits,
+                    "codebook_scale": self.codebook_scale.to(self.storage_dtype)}
+        return {"codes": self.codes, "codebooks": self.codebooks.to(self.storage_dtype)}

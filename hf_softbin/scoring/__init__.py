@@ -1,0 +1,1 @@
+"""Scoring with a trained model: the KenLM-style API and file scoring (`lm`), n-best rescoring (`rescoring`)."""

@@ -1,0 +1,447 @@
+"""The training loop: one Accelerate loop for the teacher, the BLLM baseline and soft binarization with distillation.
+
+Run it as `hf-softbin train CONFIG.yaml [--section.key value ...]`, under any launcher:
+`accelerate launch -m hf_softbin.cli train CONFIG.yaml`, `torchrun --nproc_per_node 2 -m hf_softbin.cli train ...`.
+
+Data follow the LSTM LM convention (docs/evaluation.md): the token stream is cut into `batch_size` parallel streams
+(each process its own contiguous share), trained with truncated BPTT while the LSTM state is carried from segment to
+segment. The run evaluates on validation data once an epoch (or every `eval_every` steps), cuts the learning rate when
+validation stops improving, stops early when it has stopped improving for `early_stopping_patience` evaluations, and
+ends with the best-validation weights.
+"""
+
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+
+from ..models.softbin_lstm import SoftBinLSTMForCausalLM, register_latent_clipping
+from ..models.softbin_lstm.checkpoint import WEIGHTS_NAME, write_bytes_atomic
+from ..summary import float_file_bytes
+from ..tokenization import save_tokenizer, train_word_tokenizer_from_dataset
+from .data import IGNORE_INDEX, batchify, eval_streams, load_text_splits, oov_rate, token_stream, tokenize_splits
+from .distill import check_same_vocabulary, distillation_loss, init_student_from_teacher
+from .recipe import RunConfig, load_run_config, parse_overrides
+from .resume import Progress, StopSignal, resolve_resume, save_checkpoint, stack_states, unstack_state
+from .run_files import CHECKPOINT_DIR, CURVE_FILE, MASTER_DIR, METRICS_FILE
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; a resumable checkpoint was saved."""
+
+    def __init__(self, signal_number: int, checkpoint: str):
+        super().__init__(f"interrupted by {signal.Signals(signal_number).name}: resumable checkpoint saved in {checkpoint}")
+        self.signal_number = signal_number
+
+
+# ---- building blocks -------------------------------------------------------------------------------------------------
+
+
+def build_accelerator(config: RunConfig) -> Accelerator:
+    training = config.training
+    has_accelerator = torch.cuda.is_available() or (hasattr(torch, "accelerator") and torch.accelerator.is_available())
+    log_with = training.log_with
+    if log_with == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            log_with = None
+    return Accelerator(
+        cpu=training.cpu or not has_accelerator,
+        mixed_precision=training.mixed_precision,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        log_with=log_with,
+        project_dir=os.path.join(config.output_dir, "logs"),
+    )
+
+
+def load_tokenizer(config: RunConfig, train_split):
+    """The teacher's tokenizer for a distilled student, a given one, or one built on the training split."""
+    data, teacher = config.data, config.distill.teacher
+    if data.tokenizer is not None:
+        tokenizer = AutoTokenizer.from_pretrained(data.tokenizer)
+        if teacher is not None:
+            check_same_vocabulary(AutoTokenizer.from_pretrained(teacher), tokenizer, teacher)
+        return tokenizer
+    if teacher is not None:
+        return AutoTokenizer.from_pretrained(teacher)
+    return train_word_tokenizer_from_dataset(train_split, data.text_column, min_count=data.min_count,
+                                             max_size=data.max_vocab_size)
+
+
+def prepare_streams(config: RunConfig, accelerator: Accelerator):
+    """The tokenizer and one token stream per split; a split the tokenizer mostly cannot read is an error."""
+    data = config.data
+    with accelerator.main_process_first():
+        if data.name is not None:
+            splits = load_text_splits(name=data.name, config=data.config, text_column=data.text_column,
+                                      splits={"train": data.train_split, "validation": data.validation_split,
+                                              "test": data.test_split})
+        else:
+            splits = load_text_splits(train_file=data.train_file, validation_file=data.validation_file,
+                                      test_file=data.test_file, text_column=data.text_column)
+        tokenizer = load_tokenizer(config, splits["train"])
+        tokenized = tokenize_splits(splits, tokenizer, data.text_column)
+    streams = {split: token_stream(dataset, tokenizer.eos_token_id) for split, dataset in tokenized.items()}
+    source = data.tokenizer or config.distill.teacher or "the training split"
+    for split, stream in streams.items():
+        rate = oov_rate(stream, tokenizer.unk_token_id)
+        accelerator.print(f"{split}: {len(stream) - 1:,} tokens, {100 * rate:.1f}% <unk> under the vocabulary of {source}")
+        if rate > data.max_oov_rate:
+            raise ValueError(
+                f"split {split!r}: {100 * rate:.1f}% of its tokens are <unk> under the vocabulary of {source} (limit: "
+                f"data.max_oov_rate={data.max_oov_rate}); that vocabulary does not fit this text (a teacher trained "
+                "on other text?). Raise data.max_oov_rate to train anyway."
+            )
+    for split in ("train", "validation"):
+        if split not in streams:
+            raise ValueError(f"the data need a {split} split (data.{split}_file or a Hub split)")
+    return tokenizer, streams
+
+
+def load_teacher(config: RunConfig, student: SoftBinLSTMForCausalLM, device):
+    path = config.distill.teacher
+    teacher = AutoModelForCausalLM.from_pretrained(path)
+    if teacher.config.vocab_size != student.config.vocab_size:
+        raise ValueError(f"teacher {path} has a vocabulary of {teacher.config.vocab_size} words, the student "
+                         f"{student.config.vocab_size}: they must share one vocabulary")
+    if config.distill.init_from_teacher:
+        init_student_from_teacher(student, teacher)
+    teacher.requires_grad_(False)
+    return teacher.eval().to(device)
+
+
+def build_optimizer(config: RunConfig, model):
+    training = config.training
+    kind = torch.optim.Adam if training.optimizer == "adam" else torch.optim.SGD
+    return kind(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
+
+
+def build_schedule(config: RunConfig, optimizer, total_steps: int):
+    """A per-step schedule (cosine, linear, constant) or the classic plateau decay, stepped after evaluations."""
+    training = config.training
+    if training.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=training.plateau_factor,
+                                                          patience=training.plateau_patience)
+    name = "constant_with_warmup" if training.schedule == "constant" else training.schedule
+    return get_scheduler(name, optimizer, num_warmup_steps=training.warmup_steps, num_training_steps=total_steps)
+
+
+@torch.no_grad()
+def evaluate(model, stream: torch.Tensor, accelerator: Accelerator, batch_size: int, bptt: int) -> tuple[float, int]:
+    """Mean negative log-likelihood over every token of `stream`, state carried within each row.
+
+    Each process scores its own rows; the sums are added across processes, so the result equals one process's.
+    """
+    was_training = model.training
+    model.eval()
+    inputs, targets = eval_streams(stream, batch_size, accelerator.process_index, accelerator.num_processes)
+    totals = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+    state = None
+    for start in range(0, inputs.shape[1] if len(inputs) else 0, bptt):
+        x = inputs[:, start : start + bptt].to(accelerator.device)
+        y = targets[:, start : start + bptt].to(accelerator.device)
+        with accelerator.autocast():
+            output = model(input_ids=x, cache=state)
+        state = output.cache
+        logits = output.logits.float()
+        totals[0] += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE_INDEX,
+                                     reduction="sum").double()
+        totals[1] += (y != IGNORE_INDEX).sum()
+    totals = accelerator.reduce(totals, reduction="sum")
+    model.train(was_training)
+    return (totals[0] / totals[1]).item(), int(totals[1].item())
+
+
+def segment_loss(model, teacher, x, y, state, teacher_state, config: RunConfig, accelerator: Accelerator):
+    """Loss of one BPTT segment (cross-entropy, or the distillation loss with a teacher), the cross-entropy alone,
+    and the carried states of student and teacher."""
+    output = model(input_ids=x, cache=state)
+    state = output.cache.detach()
+    if teacher is None:
+        loss = F.cross_entropy(output.logits.reshape(-1, output.logits.shape[-1]).float(), y.reshape(-1))
+        return loss, loss, state, None
+    with torch.no_grad(), accelerator.autocast():
+        teacher_output = teacher(input_ids=x, cache=teacher_state)
+    loss, ce = distillation_loss(output.logits, teacher_output.logits, y, config.distill.kd_lambda,
+                                 config.distill.temperature)
+    return loss, ce, state, teacher_output.cache
+
+
+def weights_fingerprint(model) -> int:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return int(digest.hexdigest()[:15], 16)
+
+
+def replicas_identical(model, accelerator: Accelerator) -> bool:
+    fingerprints = accelerator.gather(torch.tensor([weights_fingerprint(model)], device=accelerator.device))
+    return bool((fingerprints == fingerprints[0]).all())
+
+
+def plot_curve(history: list[dict], path: str, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot([point["step"] for point in history], [point["valid_ppl"] for point in history], marker="o")
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("validation perplexity")
+    axis.set_yscale("log")
+    axis.set_title(title)
+    axis.grid(True, alpha=0.3)
+    figure.tight_layout()
+    staging = path + ".tmp.png"
+    figure.savefig(staging, dpi=100)
+    plt.close(figure)
+    os.replace(staging, path)
+
+
+def file_size(directory: str) -> int:
+    return os.path.getsize(os.path.join(directory, WEIGHTS_NAME))
+
+
+# ---- the run -------------------------------------------------------------------------------------------------------
+
+
+class TrainingRun:
+    """One run of a recipe: everything is built (and checked) in the constructor, `run()` trains and saves."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.training = training = config.training
+        self.accelerator = accelerator = build_accelerator(config)
+        set_seed(training.seed)
+        os.makedirs(config.output_dir, exist_ok=True)
+        resume = resolve_resume(config.resume_from_checkpoint, config.output_dir)
+        self.tokenizer, self.streams = prepare_streams(config, accelerator)
+        model = SoftBinLSTMForCausalLM(config.model_config(self.tokenizer))
+        self.teacher = load_teacher(config, model, accelerator.device) if config.distill.teacher else None
+        self.train_rows = batchify(self.streams["train"], training.batch_size, accelerator.process_index,
+                                   accelerator.num_processes)
+        self.segments = range(0, self.train_rows.shape[1] - 1, training.bptt)
+        steps_per_epoch = math.ceil(len(self.segments) / training.gradient_accumulation_steps)
+        self.total_steps = training.max_steps or steps_per_epoch * training.max_epochs
+        self.eval_every = training.eval_every or steps_per_epoch
+        optimizer = build_optimizer(config, model)
+        register_latent_clipping(optimizer, model)
+        self.schedule = build_schedule(config, optimizer, self.total_steps)
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.raw_model = accelerator.unwrap_model(self.model)
+        self.progress = Progress()
+        accelerator.register_for_checkpointing(self.schedule, self.progress)
+        if resume is not None:
+            accelerator.load_state(resume)
+            accelerator.print(f"resumed from {resume} at epoch {self.progress.epoch}, step {self.progress.step}")
+        accelerator.init_trackers("hf-softbin", config=_flat_hparams(config))
+
+    def finished(self) -> bool:
+        progress = self.progress
+        return (progress.epoch >= self.training.max_epochs or progress.step >= self.total_steps
+                or progress.converged(self.training.early_stopping_patience))
+
+    def run(self) -> dict:
+        progress, accelerator = self.progress, self.accelerator
+        self.bar = tqdm(total=self.total_steps, initial=progress.step, disable=not accelerator.is_main_process,
+                        desc="training", dynamic_ncols=True)
+        with StopSignal(accelerator) as stop:
+            self.model.train()
+            while not self.finished():
+                self.train_epoch(stop)
+                if progress.segment >= len(self.segments):
+                    progress.epoch += 1
+                    progress.segment = 0
+                    progress.carried = {}
+                    self.evaluate_and_checkpoint()
+        self.bar.close()
+        return self.finish()
+
+    def train_epoch(self, stop: StopSignal):
+        """Train from the current segment to the end of the epoch (or until the step budget or a signal)."""
+        progress, accelerator = self.progress, self.accelerator
+        state = unstack_state(accelerator, progress.carried.get("student", {}))
+        teacher_state = unstack_state(accelerator, progress.carried.get("teacher", {}))
+        while progress.segment < len(self.segments) and progress.step < self.total_steps:
+            state, teacher_state, stepped = self.train_segment(state, teacher_state)
+            if not stepped:
+                continue
+            if progress.step % self.eval_every == 0 and progress.segment < len(self.segments):
+                self.carry(state, teacher_state)
+                self.evaluate_and_checkpoint()
+                if self.finished():
+                    return
+            if stop.requested():
+                self.carry(state, teacher_state)
+                checkpoint = save_checkpoint(accelerator, self.config.output_dir)
+                self.bar.close()
+                accelerator.end_training()
+                raise TrainingInterrupted(stop.received or signal.SIGTERM, checkpoint)
+
+    def carry(self, state, teacher_state):
+        self.progress.carried = {"student": stack_states(self.accelerator, state),
+                                 "teacher": stack_states(self.accelerator, teacher_state)}
+
+    def train_segment(self, state, teacher_state):
+        """One BPTT segment; returns the carried states and whether an optimizer step was taken."""
+        progress, accelerator, training = self.progress, self.accelerator, self.training
+        start = self.segments[progress.segment]
+        length = min(training.bptt, self.train_rows.shape[1] - 1 - start)
+        x = self.train_rows[:, start : start + length].to(accelerator.device)
+        y = self.train_rows[:, start + 1 : start + 1 + length].to(accelerator.device)
+        began = time.perf_counter()
+        with accelerator.accumulate(self.model):
+            loss, ce, state, teacher_state = segment_loss(self.model, self.teacher, x, y, state, teacher_state,
+                                                          self.config, accelerator)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {progress.epoch}, step {progress.step}: stopped; the last "
+                    f"good checkpoint is {os.path.join(self.config.output_dir, CHECKPOINT_DIR)}. Try a lower "
+                    "training.lr or a tighter training.grad_clip."
+                )
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and training.grad_clip > 0:
+                accelerator.clip_grad_norm_(self.model.parameters(), training.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        progress.segment += 1
+        progress.tokens += x.numel() * accelerator.num_processes
+        progress.train_seconds += time.perf_counter() - began
+        if not accelerator.sync_gradients:
+            return state, teacher_state, False
+        progress.step += 1
+        if training.schedule != "plateau":
+            self.schedule.step()
+        if training.pq_reassign_every and progress.step % training.pq_reassign_every == 0:
+            changed = self.raw_model.reassign_pq_codes_()
+            accelerator.log({f"pq/codes_changed/{name}": value for name, value in changed.items()}, step=progress.step)
+        self.bar.update(1)
+        if progress.step % training.log_every == 0 or progress.step == 1:
+            tokens_per_second = progress.tokens / max(progress.train_seconds, 1e-9)
+            self.bar.set_postfix(loss=f"{ce.item():.3f}", ppl=f"{math.exp(min(ce.item(), 50)):.1f}",
+                                 tok_s=f"{tokens_per_second:,.0f}")
+            accelerator.log({"train/loss": ce.item(), "train/tokens_per_second": tokens_per_second}, step=progress.step)
+            accelerator.print(f"step {progress.step}: train loss {ce.item():.4f}", file=sys.stdout, flush=True)
+        return state, teacher_state, True
+
+    def evaluate_and_checkpoint(self):
+        progress, training = self.progress, self.training
+        loss, _ = evaluate(self.raw_model, self.streams["validation"], self.accelerator, training.eval_batch_size,
+                           training.bptt)
+        point = {"step": progress.step, "epoch": progress.epoch + progress.segment / len(self.segments),
+                 "valid_loss": loss, "valid_ppl": math.exp(loss), "lr": self.optimizer.param_groups[0]["lr"]}
+        progress.record(point, self.raw_model.state_dict())
+        if training.schedule == "plateau":
+            self.schedule.step(loss)
+        self.accelerator.log({"valid/ppl": point["valid_ppl"], "valid/loss": loss, "lr": point["lr"]}, step=progress.step)
+        self.accelerator.print(f"step {progress.step}: valid ppl {point['valid_ppl']:.2f} (lr {point['lr']:.3g})")
+        save_checkpoint(self.accelerator, self.config.output_dir)
+
+    def finish(self) -> dict:
+        """Save the training state, restore the best weights, evaluate, save model, master, tokenizer, metrics, curve.
+
+        The checkpoint is saved before the best weights are restored, so resuming it with a larger `max_epochs`
+        continues the run exactly where it stopped.
+        """
+        config, accelerator, progress, raw_model = self.config, self.accelerator, self.progress, self.raw_model
+        training = config.training
+        save_checkpoint(accelerator, config.output_dir)
+        if progress.best_weights is not None:
+            raw_model.load_state_dict(progress.best_weights)
+        valid_loss, _ = evaluate(raw_model, self.streams["validation"], accelerator, training.eval_batch_size,
+                                 training.bptt)
+        test_loss, test_tokens = (evaluate(raw_model, self.streams["test"], accelerator, training.eval_batch_size,
+                                           training.bptt) if "test" in self.streams else (None, 0))
+        identical = replicas_identical(raw_model, accelerator)
+        metrics = None
+        if accelerator.is_main_process:
+            output_dir = config.output_dir
+            raw_model.save_pretrained(output_dir)
+            save_tokenizer(self.tokenizer, output_dir)
+            if raw_model.config.is_quantized:
+                master = os.path.join(output_dir, MASTER_DIR)
+                raw_model.save_pretrained(master, packed=False)
+                save_tokenizer(self.tokenizer, master)
+                compression = float_file_bytes(raw_model.config) / file_size(output_dir)
+            else:
+                compression = 1.0
+            metrics = {
+                "valid_ppl": math.exp(valid_loss),
+                "test_ppl": math.exp(test_loss) if test_loss is not None else None,
+                "test_tokens": test_tokens,
+                "compression_ratio": compression,
+                "model_bytes": file_size(output_dir),
+                "num_parameters": sum(parameter.numel() for parameter in raw_model.parameters()),
+                "tokens_per_second": progress.tokens / max(progress.train_seconds, 1e-9),
+                "train_seconds": progress.train_seconds,
+                "steps": progress.step,
+                "epochs": progress.epoch,
+                "best_epoch": progress.best_epoch,
+                "stopped_early": progress.converged(training.early_stopping_patience),
+                "world_size": accelerator.num_processes,
+                "replicas_identical": identical,
+                "history": progress.history,
+                "config": config.to_dict(),
+            }
+            write_bytes_atomic(os.path.join(output_dir, METRICS_FILE), json.dumps(metrics, indent=2).encode())
+            if progress.history:
+                plot_curve(progress.history, os.path.join(output_dir, CURVE_FILE),
+                           os.path.basename(os.path.abspath(output_dir)))
+            accelerator.print(f"valid ppl {metrics['valid_ppl']:.2f}, test ppl {metrics['test_ppl'] or float('nan'):.2f}, "
+                              f"compression {compression:.2f}x; saved to {output_dir}")
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
+        return metrics
+
+
+def train(config: RunConfig) -> dict:
+    """Train as `config` says and leave a run directory; returns the metrics written to metrics.json."""
+    return TrainingRun(config).run()
+
+
+def _flat_hparams(config: RunConfig) -> dict:
+    flat = {}
+    for section, values in config.to_dict().items():
+        items = values.items() if isinstance(values, dict) else [(None, values)]
+        for key, value in items:
+            name = section if key is None else f"{section}.{key}"
+            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def main(argv: list[str]) -> int:
+    """`hf-softbin train CONFIG.yaml [--section.key value ...]`; exit status 2 for bad input, as every command."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print("usage: hf-softbin train CONFIG.yaml [--section.key value ...]")
+        return 0 if argv else 2
+    path, tokens = (None, argv) if argv[0].startswith("--") else (argv[0], argv[1:])
+    try:
+        train(load_run_config(path, parse_overrides(tokens)))
+    except TrainingInterrupted as stop:
+        print(f"hf-softbin train: {stop}; resume with --resume_from_checkpoint latest", file=sys.stderr)
+        return 128 + stop.signal_number
+    except TrainingDiverged as err:
+        print(f"hf-softbin train: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as err:
+        print(f"hf-softbin train: error: {err}", file=sys.stderr)
+        return 2
+    return 0

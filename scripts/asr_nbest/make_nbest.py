@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""Real ASR n-best lists for LM rescoring: wt2-mini sentences, synthesized, noised, decoded by pocketsphinx.
+
+    python scripts/asr_nbest/make_nbest.py --out-dir runs/asr_nbest
+
+writes OUT/dev.jsonl (from valid.txt) and OUT/test.jsonl (from test.txt) in the JSON Lines format that
+`hf-softbin rescore` reads, and OUT/summary.json with the figures of the run. See README.md beside this file.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from decoder import decode
+from lattice import NATS_PER_INTERNAL, NATS_PER_RAW, DecoderWeights
+from lattice_nbest import search_lattices
+from metrics import list_statistics
+from sentences import select, to_wt2_tokens, usable_sentences
+from synth import render_all
+from tools import SYSTEM_PYTHON, TRIGRAM, dictionary_words, ensure_packages, package_versions
+
+REPO = Path(__file__).resolve().parents[2]
+SPLITS = {"dev": "valid.txt", "test": "test.txt"}
+
+
+def hypothesis_record(hyp: dict) -> dict:
+    """A hypothesis from the lattice search (integer decoder units) in natural logs."""
+    text = " ".join(hyp["words"])
+    return {
+        "text": text,
+        "lm_text": to_wt2_tokens(text),
+        "am_score": round(hyp["acoustic"] * NATS_PER_INTERNAL, 4),
+        "lm_score": round(hyp["lm_raw"] * NATS_PER_RAW, 4),
+        "filler_penalty": round(hyp["filler_penalty"] * NATS_PER_INTERNAL, 4),
+        "num_words": len(hyp["words"]),
+        "first_pass_score": round(hyp["score"] * NATS_PER_INTERNAL, 4),
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.name)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out-dir", type=Path, default=REPO / "runs" / "asr_nbest")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "wt2-mini",
+                        help="wt2-mini: valid.txt and test.txt are read from here")
+    parser.add_argument("--sentences", type=int, default=300, help="utterances per split")
+    parser.add_argument("--n", type=int, default=20, help="hypotheses per list, at most")
+    parser.add_argument("--seed", type=int, default=0, help="drives sentence choice, voice, speed and noise")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel synthesizer, decoder and search processes")
+    parser.add_argument("--min-words", type=int, default=5)
+    parser.add_argument("--max-words", type=int, default=20)
+    parser.add_argument("--lattice-beam", type=float, default=1e-5,
+                        help="decoder -outlatbeam: lattice links below this posterior are pruned")
+    parser.add_argument("--no-install", action="store_true", help="stop instead of apt-get installing tools")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started, load_before = time.time(), os.getloadavg()
+    ensure_packages(install=not args.no_install)
+    versions = package_versions()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+
+    vocabulary = dictionary_words()
+    sentences, selection = {}, {}
+    for split, filename in SPLITS.items():
+        kept, dropped = usable_sentences(args.data_dir / filename, vocabulary, args.min_words, args.max_words)
+        chosen = select(kept, args.sentences, f"{args.seed}:{split}")
+        sentences.update({f"{split}-{i:04d}": sentence for i, sentence in enumerate(chosen, start=1)})
+        selection[split] = {"file": filename, "usable": len(kept), "chosen": len(chosen), "dropped": dict(dropped)}
+        print(f"{split}: {len(kept)} usable sentences in {filename}, {len(chosen)} chosen; dropped "
+              + ", ".join(f"{count} ({reason})" for reason, count in dropped.most_common()), flush=True)
+
+    timings = {}
+    mark = time.time()
+    audio = render_all([(uid, s.speech_text) for uid, s in sentences.items()], str(args.out_dir / "audio"),
+                       args.seed, args.jobs)
+    timings["synthesis_s"], mark = time.time() - mark, time.time()
+    work_dir = str(args.out_dir / "decode")
+    decoded = decode({uid: path for uid, (path, _) in audio.items()}, work_dir, args.jobs, DecoderWeights(),
+                     args.lattice_beam)
+    timings["decoding_s"], mark = time.time() - mark, time.time()
+    jobs = [{"id": uid, "lattice": d.lattice, "final_ascr": d.final_ascr} for uid, d in decoded.items()]
+    lists = search_lattices(jobs, TRIGRAM, args.n, work_dir, args.jobs, python=SYSTEM_PYTHON)
+    timings["lattice_search_s"] = time.time() - mark
+
+    results = {}
+    for split in SPLITS:
+        ids = [uid for uid in sentences if uid.startswith(f"{split}-")]
+        usable = [uid for uid in ids if lists.get(uid)]
+        records = [{"id": uid, "ref": sentences[uid].ref, "hyps": [hypothesis_record(h) for h in lists[uid]],
+                    "audio": vars(audio[uid][1])} for uid in usable]
+        write_atomic(args.out_dir / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        stats = list_statistics(records)
+        stats["no_lattice_or_hypothesis"] = len(ids) - len(usable)
+        stats["decoder_1best_wer"] = list_statistics(
+            [{"ref": sentences[uid].ref, "hyps": [{"text": decoded[uid].text}]} for uid in usable])["first_pass_wer"]
+        stats["rank1_text_equals_decoder"] = sum(
+            " ".join(lists[uid][0]["words"]) == decoded[uid].text for uid in usable) / len(usable)
+        stats["rank1_score_equals_decoder"] = sum(lists[uid][0]["score"] == decoded[uid].score for uid in usable) / len(usable)
+        results[split] = stats
+
+    summary = {"command": " ".join(sys.argv), "settings": {k: str(v) for k, v in vars(args).items()},
+               "packages": versions, "selection": selection, "results": results,
+               "timings": {**timings, "total_s": time.time() - started},
+               "load_average": {"start": load_before, "end": os.getloadavg()}, "cpus": os.cpu_count()}
+    write_atomic(args.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    for split, stats in results.items():
+        print(f"{split}: " + ", ".join(f"{key} {value:.4g}" for key, value in stats.items()))
+    print(f"wrote {', '.join(f'{s}.jsonl' for s in SPLITS)} and summary.json to {args.out_dir} in "
+          f"{summary['timings']['total_s']:.0f} s (load average {load_before[0]:.2f} at start, "
+          f"{summary['load_average']['end'][0]:.2f} at end, {os.cpu_count()} CPUs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""A packed model on every road: dtypes, devices, memory footprint, and the keep-packed (1-bit resident) mode."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, UnsupportedDeviceDtype
+from hf_softbin.models.softbin_lstm import matrices, modeling_softbin_lstm
+from hf_softbin.summary import float_twin
+
+from conftest import train_a_little
+
+VOCAB = 300
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.manual_seed(0)
+    config = SoftBinLSTMConfig(vocab_size=VOCAB, embedding_size=16, hidden_size=24, num_hidden_layers=2, dropout=0.0)
+    model = train_a_little(SoftBinLSTMForCausalLM(config))
+    directory = tmp_path_factory.mktemp("packed")
+    model.save_pretrained(directory)
+    model.save_pretrained(directory / "master", packed=False)
+    return model, directory
+
+
+@pytest.fixture
+def ids():
+    return torch.randint(0, VOCAB, (3, 17), generator=torch.Generator().manual_seed(1))
+
+
+def logits(model, ids):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+@pytest.mark.parametrize("where", ["packed", "master"])
+def test_float64_scores_equal_float32(saved, ids, where):
+    model, directory = saved
+    path = directory if where == "packed" else directory / "master"
+    expected = logits(AutoModelForCausalLM.from_pretrained(path), ids)
+    moved = AutoModelForCausalLM.from_pretrained(path).to(torch.float64)
+    assert {t.dtype for t in moved.buffers() if t.is_floating_point()} <= {torch.float64}
+    assert torch.allclose(logits(moved, ids).double(), expected.double(), atol=1e-6)
+    loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float64)
+    assert loaded.lm_head_bias.dtype == torch.float64
+    assert torch.allclose(logits(loaded, ids).double(), expected.double(), atol=1e-6)
+
+
+def test_half_precision_moves_every_float_tensor_and_still_scores(saved, ids):
+    _, directory = saved
+    expected = logits(AutoModelForCausalLM.from_pretrained(directory), ids)
+    for convert in (lambda m: m.to(torch.bfloat16), lambda m: m.half()):
+        moved = convert(AutoModelForCausalLM.from_pretrained(directory))
+        floats = {t.dtype for t in list(moved.buffers()) + list(moved.parameters()) if t.is_floating_point()}
+        assert len(floats) == 1 and floats != {torch.float32}
+        assert torch.allclose(logits(moved, ids), expected, atol=0.1)  # half-precision rounding of the output layer
+
+
+def test_a_device_and_dtype_the_lstm_kernel_cannot_run_is_refused_before_moving(saved, monkeypatch):
+    _, directory = saved
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    monkeypatch.setattr(modeling_softbin_lstm, "_KERNEL_CHECKED", {})
+    real_lstm = modeling_softbin_lstm._VF.lstm
+
+    def no_half(*args):
+        if args[0].dtype == torch.float16:
+            raise RuntimeError("\"lstm\" not implemented for 'Half'")
+        return real_lstm(*args)
+
+    monkeypatch.setattr(modeling_softbin_lstm._VF, "lstm", no_half)
+    with pytest.raises(UnsupportedDeviceDtype, match=r"torch.float16 on cpu .*not implemented for 'Half'"):
+        model.half()
+    assert {t.dtype for t in model.parameters()} == {torch.float32}  # left where it was
+    model.to(torch.float64)  # another dtype is still fine
+
+
+def test_to_meta_moves_every_tensor(saved):
+    _, directory = saved
+    for keep_packed in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(directory, keep_packed=keep_packed).to("meta")
+        tensors = list(model.parameters()) + list(model.buffers())
+        assert tensors and {t.device.type for t in tensors} == {"meta"}
+
+
+def resident(model) -> dict[str, int]:
+    return {name: t.numel() * t.element_size() for name, t in list(model.named_buffers()) + list(model.named_parameters())}
+
+
+def test_memory_footprint_counts_what_is_held(saved):
+    _, directory = saved
+    unpacked = AutoModelForCausalLM.from_pretrained(directory)
+    assert unpacked.get_memory_footprint() == sum(resident(unpacked).values())
+    assert unpacked.model.embeddings.unpacked.shape == (VOCAB, 16)  # the unpacked matrix is a registered buffer
+    assert "model.embeddings.unpacked" not in unpacked.state_dict()  # ... that is not saved
+    packed = AutoModelForCausalLM.from_pretrained(directory, keep_packed=True)
+    assert packed.get_memory_footprint() == sum(resident(packed).values())
+    floats = float_twin(packed.config).get_memory_footprint()
+    assert unpacked.get_memory_footprint() > floats  # unpacked matrices as well as the bits
+    assert packed.get_memory_footprint() * 8 < floats  # at this tiny width the scalars and biases weigh a lot
+
+
+def test_keep_packed_scores_like_unpacked_and_never_holds_a_float_vocabulary_matrix(saved, ids, monkeypatch):
+    monkeypatch.setattr(matrices, "BLOCK_ROWS", 64)  # several output blocks even at this vocabulary size
+    model, directory = saved
+    expected = logits(AutoModelForCausalLM.from_pretrained(directory), ids)
+    packed = AutoModelForCausalLM.from_pretrained(directory, keep_packed=True)
+    assert torch.allclose(logits(packed, ids), expected, atol=1e-5)
+    for name, tensor in list(packed.named_buffers()) + list(packed.named_parameters()):
+        if tensor.is_floating_point():
+            assert tensor.dim() < 2 or tensor.shape[-1] == 1 or tensor.shape[0] < VOCAB, name
+
+    seen = []
+    real_linear = torch.nn.functional.linear
+
+    def record(inputs, weight, bias=None):
+        seen.append(weight.shape[0])
+        return real_linear(inputs, weight, bias)
+
+    monkeypatch.setattr(matrices.F, "linear", record)
+    logits(packed, ids)
+    assert seen and max(seen) <= 64  # the output layer was computed block by block
+
+
+def test_keep_packed_generation_matches_unpacked(saved):
+    _, directory = saved
+    prompt = torch.tensor([[1, 5, 9]])
+    unpacked = AutoModelForCausalLM.from_pretrained(directory).generate(prompt, max_new_tokens=6, do_sample=False)
+    packed = AutoModelForCausalLM.from_pretrained(directory, keep_packed=True)
+    assert torch.equal(packed.generate(prompt, max_new_tokens=6, do_sample=False), unpacked)
+    assert packed.config.keep_packed
+
+
+def test_a_packed_model_saves_again_to_the_same_file_after_a_dtype_round_trip(saved, tmp_path):
+    _, directory = saved
+    model = AutoModelForCausalLM.from_pretrained(directory).to(torch.float64).to(torch.float32)
+    model.save_pretrained(tmp_path / "again")
+    first, again = load_file(directory / "model.safetensors"), load_file(tmp_path / "again" / "model.safetensors")
+    assert first.keys() == again.keys()
+    for name in first:
+        assert first[name].dtype == again[name].dtype and torch.equal(first[name], again[name]), name
