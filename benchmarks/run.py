@@ -454,7 +454,7 @@ def results_markdown(results: dict, command: str) -> str:
     storage = results["storage_precision"]
     lines += ["", "Notes:", "",
               "- Test perplexity: the whole test stream, `<eos>` at every line end, state carried through each of 10 "
-              "contiguous rows (DESIGN section 3). fp16 weights are stored in half precision and computed in float32 "
+              "contiguous rows (docs/evaluation.md). fp16 weights are stored in half precision and computed in float32 "
               "(PyTorch's CPU LSTM has no half kernel); int8 is `torch.ao.quantization.quantize_dynamic` of the LSTM "
               "and Linear layers (the embedding stays float32).",
               "- Speed ratios come from the same process (training: the same batches, interleaved rounds) or "

@@ -91,6 +91,9 @@ def test_bad_input_raises_before_loading(text_files, tmp_path):
         load_text_splits(
             train_file=text_files["train"], validation_file=tmp_path / "blank.txt", cache_dir=str(tmp_path / "c")
         )
+    (tmp_path / "empty.txt").write_bytes(b"")  # 0 bytes: the datasets library itself fails on it
+    with pytest.raises(ValueError, match="'train' contains no text: .*empty.txt is empty"):
+        load_text_splits(train_file=tmp_path / "empty.txt", cache_dir=str(tmp_path / "c"))
     tok = train_word_tokenizer(["a"])
     with pytest.raises(ValueError, match=r"'sentence' not in split 'train'"):
         tokenize_splits(load_files(text_files, tmp_path), tok, "sentence")

@@ -181,3 +181,17 @@ def test_bad_inputs_are_named(model, tokenizer):
         scorer(42)
     with pytest.raises(TypeError, match="unexpected option"):
         scorer("the cat", temperature=2.0)
+
+
+def test_an_empty_list_of_inputs_gives_an_empty_list(saved):
+    assert pipeline("text-scoring", model=str(saved))([]) == []
+
+
+def test_long_inputs_show_progress_over_tokens_when_asked(saved, capsys):
+    scorer = pipeline("text-scoring", model=str(saved))
+    long_text = " ".join(["the cat sat on the mat"] * 200)  # 1,200 words: several segments
+    quiet = scorer(long_text)
+    assert "tok" not in capsys.readouterr().err
+    shown = scorer(long_text, progress=True)
+    assert "tok" in capsys.readouterr().err  # tqdm's bar counts tokens
+    assert shown["logprob"] == pytest.approx(quiet["logprob"], abs=1e-4)

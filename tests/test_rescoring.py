@@ -2,6 +2,7 @@ import json
 import math
 import os
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -16,7 +17,9 @@ from hf_softbin.scoring.rescoring import (
     first_pass_wer,
     oracle_wer,
     read_kaldi_nbest,
+    read_nbest,
     read_nbest_jsonl,
+    read_nemo_nbest,
     rescore,
     rescore_from_scores,
     score_hypotheses,
@@ -215,6 +218,64 @@ def test_read_kaldi_nbest_non_utf8(tmp_path, bad_file):
     bad.write_bytes(bad.read_bytes() + b"u1-3 \xff\xfe\n")
     with pytest.raises(ValueError, match=f"{bad_file}: line [23]: not valid UTF-8"):
         read_kaldi_nbest(*paths)
+
+
+def test_read_nemo_nbest(tmp_path):
+    (tmp_path / "beams.tsv").write_text("a b c\t-1.5\nab c\t-2.25\nx  y\t-0.5\nx\t-7\n")
+    (tmp_path / "refs.txt").write_text("a b c\nx y\n")
+    utts = read_nemo_nbest(tmp_path / "beams.tsv", 2, tmp_path / "refs.txt")
+    assert [u.id for u in utts] == ["utt-0", "utt-1"]
+    assert utts[0].hyps == [Hypothesis("a b c", -1.5), Hypothesis("ab c", -2.25)]
+    assert utts[1].hyps == [Hypothesis("x y", -0.5), Hypothesis("x", -7.0)] and utts[1].ref == "x y"
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"audio_filepath": "/data/u7.wav", "text": "a b c"}) + "\n"
+                        + json.dumps({"audio_filepath": "/data/u8.wav", "text": "x y"}) + "\n")
+    named = read_nbest(str(tmp_path / "beams.tsv"), "nemo", beam_width=2, refs=str(manifest))
+    assert [(u.id, u.ref) for u in named] == [("u7", "a b c"), ("u8", "x y")]
+    assert first_pass_choice(named) == [0, 0]
+
+
+@pytest.mark.parametrize(
+    "beams, width, refs, message",
+    [
+        ("a\t-1\nb\t-2\nc\t-3\n", 2, None, "3 lines is not a whole number of utterances of 2"),
+        ("a -1\nb\t-2\n", 2, None, "line 1: expected 'hypothesis<TAB>score'"),
+        ("a\tlow\nb\t-2\n", 2, None, "line 1: expected a number"),
+        ("a\tnan\nb\t-2\n", 2, None, "line 1: score: expected a finite number"),
+        ("a\t-1\nb\t-2\n", 2, "r1\nr2\n", "2 references for 1 utterances"),
+        ("a\t-1\nb\t-2\n", 2, '{"audio_filepath": "x.wav"}\n', 'needs a "text" string'),
+    ],
+)
+def test_read_nemo_nbest_errors_name_the_problem(tmp_path, beams, width, refs, message):
+    (tmp_path / "beams.tsv").write_text(beams)
+    if refs is not None:
+        (tmp_path / "refs").write_text(refs)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_nemo_nbest(tmp_path / "beams.tsv", width, tmp_path / "refs" if refs is not None else None)
+
+
+def test_read_nbest_rejects_options_of_other_formats(tmp_path):
+    (tmp_path / "beams.tsv").write_text("a\t-1\n")
+    with pytest.raises(ValueError, match="--beam-width"):
+        read_nbest(str(tmp_path / "beams.tsv"), "nemo")
+    with pytest.raises(ValueError, match="--scores do"):
+        read_nbest(str(tmp_path / "beams.tsv"), "jsonl", scores="s")
+    with pytest.raises(ValueError, match="unknown n-best format"):
+        read_nbest(str(tmp_path / "beams.tsv"), "htk")
+
+
+def test_first_pass_score_and_filler_penalty_from_jsonl(tmp_path):
+    record = {"id": "u", "ref": "a b", "hyps": [
+        {"text": "a b", "am_score": -10.0, "lm_score": -1.0, "first_pass_score": -30.0, "filler_penalty": -4.0,
+         "lm_text": "a  b", "num_words": 2},
+        {"text": "a c", "am_score": -9.0, "lm_score": -1.0, "first_pass_score": -20.0}]}
+    (tmp_path / "n.jsonl").write_text(json.dumps(record) + "\n")
+    utts = read_nbest_jsonl(tmp_path / "n.jsonl")
+    assert first_pass_choice(utts) == [1]  # the decoder's own score, not am + lm
+    assert choose(utts, [[0.0, 0.0]], 0.0) == [1]  # -10 - 4 (fillers) < -9
+    assert utts[0].hyps[0].scored_text == "a  b" and utts[0].hyps[1].scored_text == "a c"
+    write_nbest_jsonl(utts, tmp_path / "again.jsonl")
+    assert read_nbest_jsonl(tmp_path / "again.jsonl") == utts
 
 
 # --------------------------------------------------------------------------------------------------------------- WER

@@ -266,6 +266,26 @@ def test_rescore_reads_kaldi_nbest_like_jsonl(capsys, trained, nbest, tmp_path):
     assert "lm weight 0.7, word insertion penalty 0.5" in err_kaldi
 
 
+def test_rescore_reads_nemo_beam_output_like_jsonl(capsys, trained, nbest, tmp_path):
+    directory, test = nbest
+    width = max(len(utt.hyps) for utt in test)
+    kept = [utt for utt in test if len(utt.hyps) == width]
+    rescoring.write_nbest_jsonl(kept, tmp_path / "kept.jsonl")
+    with open(tmp_path / "beams.tsv", "w") as beams, open(tmp_path / "refs.txt", "w") as refs:
+        for utt in kept:
+            refs.write(utt.ref + "\n")
+            for hyp in utt.hyps:
+                beams.write(f"{hyp.text}\t{hyp.am_score!r}\n")
+    status, out_jsonl, err_jsonl = run(capsys, "rescore", trained, tmp_path / "kept.jsonl", "--lm-weight", 0.7)
+    assert status == 0, err_jsonl
+    status, out_nemo, err_nemo = run(capsys, "rescore", trained, tmp_path / "beams.tsv", "--format", "nemo",
+                                     "--beam-width", width, "--refs", tmp_path / "refs.txt", "--lm-weight", 0.7)
+    assert status == 0, err_nemo
+    chosen = lambda out: [json.loads(line)["text"] for line in out.splitlines()]  # noqa: E731
+    assert chosen(out_nemo) == chosen(out_jsonl) and len(kept) > 5
+    assert reported_wers(err_nemo) == reported_wers(err_jsonl)
+
+
 def test_rescore_errors_name_the_problem(capsys, trained, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "u1", "hyps": [{"text": "a", "am_score": 0}]}\n{"id": "u2", "hyps": [{"text": "b"}]}\n')

@@ -108,6 +108,31 @@ def test_teacher_with_another_vocabulary_is_rejected_before_training(teacher_run
     assert not (tmp_path / "student" / "model.safetensors").exists()
 
 
+def test_a_teacher_from_other_text_stops_the_run_on_the_oov_rate_before_training(teacher_run, tmp_path):
+    teacher, _ = teacher_run
+    other = tmp_path / "other"
+    other.mkdir()
+    lines = generate_corpus(300, seed=99)  # another invented language: its words are not the teacher's
+    for name, part in (("train", lines[:200]), ("valid", lines[200:250]), ("test", lines[250:])):
+        (other / f"{name}.txt").write_text("\n".join(part) + "\n")
+    values = recipe(other, tmp_path / "student", model={"binarize": True}, distill={"teacher": str(teacher)})
+    values["data"].pop("max_vocab_size")
+    with pytest.raises(ValueError, match=r"split 'train': [5-9]\d\.\d% of its tokens are <unk>.*max_oov_rate"):
+        train(load_run_config(str(write_recipe(tmp_path / "s.yaml", values))))
+    assert not (tmp_path / "student" / "model.safetensors").exists()
+
+
+def test_a_student_saves_its_teachers_tokenizer_without_machine_state(teacher_run, corpus, tmp_path):
+    teacher, _ = teacher_run
+    values = recipe(corpus, tmp_path / "student", model={"binarize": True}, distill={"teacher": str(teacher)},
+                    training={"max_steps": 2})
+    train(load_run_config(str(write_recipe(tmp_path / "s.yaml", values))))
+    for directory in (tmp_path / "student", tmp_path / "student" / "master"):
+        saved = json.loads((directory / "tokenizer_config.json").read_text())
+        assert not {"local_files_only", "is_local"} & set(saved), saved
+        assert AutoTokenizer.from_pretrained(directory).get_vocab() == AutoTokenizer.from_pretrained(teacher).get_vocab()
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -38,8 +38,8 @@ def load_lm(path: str):
 
 
 def search_lattices(utterances: list[dict], lm: str, n: int, work_dir: str, jobs: int,
-                    python: str = "/usr/bin/python3") -> dict[str, list[dict]]:
-    """{id: hyps} for utterances [{"id", "lattice", "final_ascr"}], searched by `jobs` parallel workers."""
+                    python: str = "/usr/bin/python3") -> dict[str, dict]:
+    """{id: {"exact", "hyps"}} for utterances [{"id", "lattice", "final_ascr"}], searched by `jobs` workers."""
     os.makedirs(work_dir, exist_ok=True)
     workers = []
     for k in range(min(jobs, len(utterances))):
@@ -58,7 +58,7 @@ def search_lattices(utterances: list[dict], lm: str, n: int, work_dir: str, jobs
         with open(out_path, encoding="utf-8") as handle:
             for line in handle:
                 record = json.loads(line)
-                results[record["id"]] = record["hyps"]
+                results[record.pop("id")] = record
     return results
 
 

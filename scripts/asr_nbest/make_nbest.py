@@ -59,7 +59,7 @@ def parse_args(argv):
     parser.add_argument("--jobs", type=int, default=2, help="parallel synthesizer, decoder and search processes")
     parser.add_argument("--min-words", type=int, default=5)
     parser.add_argument("--max-words", type=int, default=20)
-    parser.add_argument("--lattice-beam", type=float, default=1e-5,
+    parser.add_argument("--lattice-beam", type=float, default=1e-3,
                         help="decoder -outlatbeam: lattice links below this posterior are pruned")
     parser.add_argument("--no-install", action="store_true", help="stop instead of apt-get installing tools")
     return parser.parse_args(argv)
@@ -98,17 +98,21 @@ def main(argv=None) -> int:
     results = {}
     for split in SPLITS:
         ids = [uid for uid in sentences if uid.startswith(f"{split}-")]
-        usable = [uid for uid in ids if lists.get(uid)]
-        records = [{"id": uid, "ref": sentences[uid].ref, "hyps": [hypothesis_record(h) for h in lists[uid]],
+        usable = [uid for uid in ids if uid in lists and lists[uid]["hyps"]]
+        records = [{"id": uid, "ref": sentences[uid].ref,
+                    "hyps": [hypothesis_record(h) for h in lists[uid]["hyps"]],
                     "audio": vars(audio[uid][1])} for uid in usable]
         write_atomic(args.out_dir / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
         stats = list_statistics(records)
         stats["no_lattice_or_hypothesis"] = len(ids) - len(usable)
         stats["decoder_1best_wer"] = list_statistics(
             [{"ref": sentences[uid].ref, "hyps": [{"text": decoded[uid].text}]} for uid in usable])["first_pass_wer"]
+        first = {uid: lists[uid]["hyps"][0] for uid in usable}
         stats["rank1_text_equals_decoder"] = sum(
-            " ".join(lists[uid][0]["words"]) == decoded[uid].text for uid in usable) / len(usable)
-        stats["rank1_score_equals_decoder"] = sum(lists[uid][0]["score"] == decoded[uid].score for uid in usable) / len(usable)
+            " ".join(first[uid]["words"]) == decoded[uid].text for uid in usable) / len(usable)
+        stats["rank1_score_equals_decoder"] = sum(first[uid]["score"] == decoded[uid].score for uid in usable) / len(usable)
+        stats["rank1_score_above_decoder"] = sum(first[uid]["score"] > decoded[uid].score for uid in usable) / len(usable)
+        stats["approximate_searches"] = sum(not lists[uid]["exact"] for uid in usable)
         results[split] = stats
 
     summary = {"command": " ".join(sys.argv), "settings": {k: str(v) for k, v in vars(args).items()},
