@@ -101,16 +101,19 @@ def test_memory_footprint_counts_what_is_held(saved):
     assert packed.get_memory_footprint() * 8 < floats  # at this tiny width the scalars and biases weigh a lot
 
 
-def test_keep_packed_scores_like_unpacked_and_never_holds_a_float_vocabulary_matrix(saved, ids, monkeypatch):
+def test_keep_packed_scores_like_unpacked_and_never_holds_a_float_vocabulary_matrix(saved, monkeypatch):
     monkeypatch.setattr(matrices, "BLOCK_ROWS", 64)  # several output blocks even at this vocabulary size
-    model, directory = saved
-    expected = logits(AutoModelForCausalLM.from_pretrained(directory), ids)
+    _, directory = saved
+    unpacked = AutoModelForCausalLM.from_pretrained(directory)
     packed = AutoModelForCausalLM.from_pretrained(directory, keep_packed=True)
-    assert torch.allclose(logits(packed, ids), expected, atol=1e-5)
     for name, tensor in list(packed.named_buffers()) + list(packed.named_parameters()):
         if tensor.is_floating_point():
             assert tensor.dim() < 2 or tensor.shape[-1] == 1 or tensor.shape[0] < VOCAB, name
 
+    generator = torch.Generator().manual_seed(1)
+    few = torch.randint(0, VOCAB, (2, 5), generator=generator)  # 10 vectors: products by table lookups
+    many = torch.randint(0, VOCAB, (8, 17), generator=generator)  # 136 vectors: matrices rebuilt block by block
+    expected = {"few": logits(unpacked, few), "many": logits(unpacked, many)}
     seen = []
     real_linear = torch.nn.functional.linear
 
@@ -119,8 +122,26 @@ def test_keep_packed_scores_like_unpacked_and_never_holds_a_float_vocabulary_mat
         return real_linear(inputs, weight, bias)
 
     monkeypatch.setattr(matrices.F, "linear", record)
-    logits(packed, ids)
+    assert torch.allclose(logits(packed, few), expected["few"], atol=1e-5)
+    assert not seen  # no matrix was rebuilt at all
+    assert torch.allclose(logits(packed, many), expected["many"], atol=1e-5)
     assert seen and max(seen) <= 64  # the output layer was computed block by block
+
+
+def test_keep_packed_single_steps_follow_the_fused_kernel(saved):
+    _, directory = saved
+    unpacked = AutoModelForCausalLM.from_pretrained(directory)
+    packed = AutoModelForCausalLM.from_pretrained(directory, keep_packed=True)
+    ids = torch.tensor([[1, 5, 9, 13, 2, 7]])
+    with torch.no_grad():
+        whole = unpacked(ids)
+        state, steps = None, []
+        for position in range(ids.shape[1]):
+            output = packed(ids[:, position:position + 1], cache=state)
+            state = output.cache
+            steps.append(output.logits)
+    assert torch.allclose(torch.cat(steps, dim=1), whole.logits, atol=1e-5)
+    assert torch.allclose(state.c, whole.cache.c, atol=1e-5)
 
 
 def test_keep_packed_generation_matches_unpacked(saved):

@@ -18,7 +18,7 @@ from pathlib import Path
 from decoder import decode
 from lattice import NATS_PER_INTERNAL, NATS_PER_RAW, DecoderWeights
 from lattice_nbest import search_lattices
-from metrics import list_statistics
+from metrics import corpus_wer, list_statistics
 from sentences import select, to_wt2_tokens, usable_sentences
 from synth import render_all
 from tools import SYSTEM_PYTHON, TRIGRAM, dictionary_words, ensure_packages, package_versions
@@ -65,13 +65,8 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    started, load_before = time.time(), os.getloadavg()
-    ensure_packages(install=not args.no_install)
-    versions = package_versions()
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-
+def choose_sentences(args) -> tuple[dict, dict]:
+    """({utterance id: Sentence}, {split: counts of usable, chosen and dropped sentences})."""
     vocabulary = dictionary_words()
     sentences, selection = {}, {}
     for split, filename in SPLITS.items():
@@ -81,50 +76,63 @@ def main(argv=None) -> int:
         selection[split] = {"file": filename, "usable": len(kept), "chosen": len(chosen), "dropped": dict(dropped)}
         print(f"{split}: {len(kept)} usable sentences in {filename}, {len(chosen)} chosen; dropped "
               + ", ".join(f"{count} ({reason})" for reason, count in dropped.most_common()), flush=True)
+    return sentences, selection
 
-    timings = {}
-    mark = time.time()
+
+def decoder_agreement(ids: list[str], lists: dict, decoded: dict, refs: dict) -> dict:
+    """How often rank 1 of a list is the decoder's own 1-best: same words, same score, or a better score."""
+    first = {uid: lists[uid]["hyps"][0] for uid in ids}
+    return {
+        "rank1_text_equals_decoder": sum(" ".join(first[u]["words"]) == decoded[u].text for u in ids) / len(ids),
+        "rank1_score_equals_decoder": sum(first[u]["score"] == decoded[u].score for u in ids) / len(ids),
+        "rank1_score_above_decoder": sum(first[u]["score"] > decoded[u].score for u in ids) / len(ids),
+        "decoder_1best_wer": corpus_wer([refs[u] for u in ids], [decoded[u].text for u in ids]),
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started, load = time.time(), {"start": os.getloadavg()}
+    ensure_packages(install=not args.no_install)
+    versions = package_versions()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    sentences, selection = choose_sentences(args)
+
     audio = render_all([(uid, s.speech_text) for uid, s in sentences.items()], str(args.out_dir / "audio"),
                        args.seed, args.jobs)
-    timings["synthesis_s"], mark = time.time() - mark, time.time()
+    load["after_synthesis"], synthesized = os.getloadavg(), time.time()
     work_dir = str(args.out_dir / "decode")
     decoded = decode({uid: path for uid, (path, _) in audio.items()}, work_dir, args.jobs, DecoderWeights(),
                      args.lattice_beam)
-    timings["decoding_s"], mark = time.time() - mark, time.time()
+    load["after_decoding"], decoded_at = os.getloadavg(), time.time()
     jobs = [{"id": uid, "lattice": d.lattice, "final_ascr": d.final_ascr} for uid, d in decoded.items()]
     lists = search_lattices(jobs, TRIGRAM, args.n, work_dir, args.jobs, python=SYSTEM_PYTHON)
-    timings["lattice_search_s"] = time.time() - mark
+    searched = time.time()
 
     results = {}
     for split in SPLITS:
         ids = [uid for uid in sentences if uid.startswith(f"{split}-")]
         usable = [uid for uid in ids if uid in lists and lists[uid]["hyps"]]
-        records = [{"id": uid, "ref": sentences[uid].ref,
-                    "hyps": [hypothesis_record(h) for h in lists[uid]["hyps"]],
+        records = [{"id": uid, "ref": sentences[uid].ref, "hyps": [hypothesis_record(h) for h in lists[uid]["hyps"]],
                     "audio": vars(audio[uid][1])} for uid in usable]
         write_atomic(args.out_dir / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-        stats = list_statistics(records)
-        stats["no_lattice_or_hypothesis"] = len(ids) - len(usable)
-        stats["decoder_1best_wer"] = list_statistics(
-            [{"ref": sentences[uid].ref, "hyps": [{"text": decoded[uid].text}]} for uid in usable])["first_pass_wer"]
-        first = {uid: lists[uid]["hyps"][0] for uid in usable}
-        stats["rank1_text_equals_decoder"] = sum(
-            " ".join(first[uid]["words"]) == decoded[uid].text for uid in usable) / len(usable)
-        stats["rank1_score_equals_decoder"] = sum(first[uid]["score"] == decoded[uid].score for uid in usable) / len(usable)
-        stats["rank1_score_above_decoder"] = sum(first[uid]["score"] > decoded[uid].score for uid in usable) / len(usable)
-        stats["approximate_searches"] = sum(not lists[uid]["exact"] for uid in usable)
-        results[split] = stats
+        refs = {uid: sentences[uid].ref for uid in usable}
+        results[split] = {**list_statistics(records), **decoder_agreement(usable, lists, decoded, refs),
+                          "no_lattice_or_hypothesis": len(ids) - len(usable),
+                          "approximate_searches": sum(not lists[uid]["exact"] for uid in usable)}
 
+    load["end"] = os.getloadavg()
+    timings = {"synthesis_s": synthesized - started, "decoding_s": decoded_at - synthesized,
+               "lattice_search_s": searched - decoded_at, "total_s": time.time() - started}
     summary = {"command": " ".join(sys.argv), "settings": {k: str(v) for k, v in vars(args).items()},
-               "packages": versions, "selection": selection, "results": results,
-               "timings": {**timings, "total_s": time.time() - started},
-               "load_average": {"start": load_before, "end": os.getloadavg()}, "cpus": os.cpu_count()}
+               "packages": versions, "selection": selection, "results": results, "timings": timings,
+               "load_average_1_5_15_min": load, "cpus": os.cpu_count()}
     write_atomic(args.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     for split, stats in results.items():
         print(f"{split}: " + ", ".join(f"{key} {value:.4g}" for key, value in stats.items()))
     print(f"wrote {', '.join(f'{s}.jsonl' for s in SPLITS)} and summary.json to {args.out_dir} in "
-          f"{summary['timings']['total_s']:.0f} s (load average {load_before[0]:.2f} at start, "
-          f"{summary['load_average']['end'][0]:.2f} at end, {os.cpu_count()} CPUs)")
+          f"{timings['total_s']:.0f} s; 1-minute load average " + ", ".join(f"{v[0]:.2f} {k}" for k, v in load.items())
+          + f" ({os.cpu_count()} CPUs)")
     return 0
 
 

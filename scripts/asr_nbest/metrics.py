@@ -8,6 +8,10 @@ def word_errors(ref: str, hyp: str) -> int:
     return result.substitutions + result.deletions + result.insertions
 
 
+def corpus_wer(refs: list[str], hyps: list[str]) -> float:
+    return jiwer.wer(refs, hyps)
+
+
 def list_statistics(records: list[dict]) -> dict:
     """Corpus-level figures for records {"ref", "hyps": [{"text"}, ...]} with hyps best first."""
     ref_words = sum(len(record["ref"].split()) for record in records)
@@ -17,7 +21,7 @@ def list_statistics(records: list[dict]) -> dict:
     return {
         "utterances": len(records),
         "reference_words": ref_words,
-        "first_pass_wer": jiwer.wer([r["ref"] for r in records], [r["hyps"][0]["text"] for r in records]),
+        "first_pass_wer": corpus_wer([r["ref"] for r in records], [r["hyps"][0]["text"] for r in records]),
         "oracle_wer": sum(min(e) for e in errors) / ref_words,
         "mean_list_length": sum(len(r["hyps"]) for r in records) / len(records),
         "rank1_has_errors": len(first_wrong) / len(records),

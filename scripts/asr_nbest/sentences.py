@@ -16,7 +16,7 @@ SENTENCE_END = {".", "!", "?"}
 SILENT = set(".,;:!?\"'()[]{}–—-…")
 PROSODIC = {",", ";", ":", "–", "—"}  # kept in the text given to the synthesizer, for its pauses
 AT_TOKENS = {"@-@", "@,@", "@.@"}
-CLITIC = re.compile(r"^'[a-z]+$")  # WikiText splits "it's" as "it 's", "don't" as "don 't"
+CLITIC = re.compile(r"^(?:'[a-z]+|n't)$")  # wt2-mini: "it 's", "don 't"; Penn Treebank style: "do n't"
 LM_CLITIC = re.compile(r"^(.+?)('(?:s|t|re|ve|ll|m|d))$")
 
 

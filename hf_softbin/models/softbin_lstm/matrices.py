@@ -21,12 +21,15 @@ from .quantizers import (
     packed_width,
     pq_assign,
     pq_decode,
+    pq_matmul,
     pq_train,
     round_ste,
+    signs_matmul,
     unpack_signs,
 )
 
 BLOCK_ROWS = 4096  # rows of a vocabulary matrix rebuilt at once in keep-packed mode
+TABLE_MAX_ROWS = 64  # up to this many input vectors, keep-packed products use table lookups instead of rebuilding
 
 
 class QuantizedMatrix(nn.Module):
@@ -277,8 +280,24 @@ class PackedMatrix(QuantizedMatrix):
             return F.embedding(ids, self.unpacked)
         return self.rows_of(ids.reshape(-1)).view(*ids.shape, self.cols)
 
+    @property
+    def resident_packed(self) -> bool:
+        """Kept packed in memory: no unpacked float copy."""
+        return getattr(self, "unpacked", None) is None
+
+    def table_linear(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(n, cols) inputs @ W.T computed from the stored form by table lookups (no float matrix)."""
+        raise NotImplementedError
+
     def linear(self, inputs, bias):
-        if getattr(self, "unpacked", None) is not None or self.rows <= BLOCK_ROWS:
+        if not self.resident_packed:
+            return F.linear(inputs, self.unpacked, bias)
+        flat = inputs.reshape(-1, self.cols)
+        if flat.shape[0] <= TABLE_MAX_ROWS:
+            outputs = self.table_linear(flat)
+            outputs = outputs if bias is None else outputs + bias
+            return outputs.view(*inputs.shape[:-1], self.rows)
+        if self.rows <= BLOCK_ROWS:
             return F.linear(inputs, self.matrix(), bias)
         outputs = inputs.new_empty(*inputs.shape[:-1], self.rows)
         for start in range(0, self.rows, BLOCK_ROWS):
@@ -302,6 +321,11 @@ class PackedBinaryMatrix(PackedMatrix):
         signs = unpack_signs(self.bits[index], self.cols, self.scale.dtype)
         scale = self.scale[index] if self.scale.shape[0] == self.rows and self.rows > 1 else self.scale
         return signs.mul_(scale)
+
+    def table_linear(self, inputs):
+        if self.scale.shape[0] == 1 and self.scale.shape[1] == self.cols and self.cols > 1:
+            return signs_matmul(inputs * self.scale, self.bits, self.cols)  # a scale per input column (BLLM gamma)
+        return signs_matmul(inputs, self.bits, self.cols) * self.scale.reshape(1, -1)
 
     def packed_tensors(self):
         return {"bits": self.bits, "scale": self.scale.to(self.storage_dtype)}
@@ -334,6 +358,9 @@ class PackedPQMatrix(PackedMatrix):
 
     def rows_of(self, index):
         return pq_decode(self.codes[index], self.effective_codebooks())
+
+    def table_linear(self, inputs):
+        return pq_matmul(inputs, self.codes, self.effective_codebooks())
 
     def packed_tensors(self):
         if self.codebook_storage == "binary":

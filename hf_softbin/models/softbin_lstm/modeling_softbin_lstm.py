@@ -494,6 +494,9 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
 
     def run_lstm(self, inputs: torch.Tensor, state: LSTMState, mask: torch.Tensor | None) -> tuple[torch.Tensor, LSTMState]:
         """The fused LSTM kernel over (batch, time, features); `mask` marks real tokens (padding may be anywhere)."""
+        single_step = inputs.shape[1] == 1 and (mask is None or bool(mask.all()))
+        if single_step and not self.training and self.lstm_kept_packed():
+            return self.lstm_step(inputs, state)
         weights = self.lstm_weights()
         layers, dropout, training = self.config.num_hidden_layers, self.config.dropout, self.training
         if mask is None or bool(mask.all()):
@@ -517,6 +520,24 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
         if self.projection is None:
             return lstm_output
         return self.projection.linear(lstm_output, self.stored(self.projection_bias, "output"))
+
+    def lstm_kept_packed(self) -> bool:
+        return any(isinstance(matrix, PackedMatrix) and matrix.resident_packed
+                   for layer in self.lstm for matrix in (layer.weight_ih, layer.weight_hh))
+
+    def lstm_step(self, inputs: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
+        """One time step, layer by layer, from the packed matrices by table lookups (keep-packed decoding): cheaper
+        than rebuilding every LSTM matrix for the fused kernel. Same gates and order as the kernel (i, f, g, o)."""
+        x, hs, cs = inputs[:, 0], [], []
+        for index, layer in enumerate(self.lstm):
+            gates = (layer.weight_ih.linear(x, self.stored(layer.bias_ih, "lstm"))
+                     + layer.weight_hh.linear(state.h[index], self.stored(layer.bias_hh, "lstm")))
+            i, f, g, o = gates.chunk(4, dim=-1)
+            c = torch.sigmoid(f) * state.c[index] + torch.sigmoid(i) * torch.tanh(g)
+            x = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(x)
+            cs.append(c)
+        return x.unsqueeze(1), LSTMState(torch.stack(hs), torch.stack(cs))
 
     def forward(self, input_ids=None, attention_mask=None, cache: LSTMState | None = None, use_cache=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> SoftBinLSTMOutput | tuple:
