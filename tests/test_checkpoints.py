@@ -24,6 +24,11 @@ VARIANTS = [
     dict(embedding_size=16, tie_word_embeddings=True),
     dict(projection_size=12, tie_word_embeddings=True),
     dict(binarize=False),
+    dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors=4, pq_codebook_size=8),
+    dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors={"embedding": 3, "output": 2},
+         pq_codebook_size=16, pq_codebook_storage="binary"),
+    dict(quantization={"embedding": "pq", "lstm": "float", "output": "pq"}, embedding_size=16, tie_word_embeddings=True,
+         pq_subvectors=2, pq_codebook_size=4),
 ]
 
 
@@ -179,9 +184,13 @@ BLOCKED_IMPORT = BLOCK_HF_SOFTBIN + textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("packed", [True, False])
-def test_remote_code_loads_without_the_package(tmp_path, tiny_config, packed):
-    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config()))
+PQ = dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors=4, pq_codebook_size=8,
+          pq_codebook_storage="binary")
+
+
+@pytest.mark.parametrize("packed, overrides", [(True, {}), (False, {}), (True, PQ)], ids=["packed", "master", "pq"])
+def test_remote_code_loads_without_the_package(tmp_path, tiny_config, packed, overrides):
+    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(**overrides)))
     model.save_pretrained(tmp_path / "model", packed=packed)
     ids = torch.randint(0, 40, (2, 7))
     torch.save(ids, tmp_path / "ids.pt")
@@ -190,3 +199,28 @@ def test_remote_code_loads_without_the_package(tmp_path, tiny_config, packed):
                     str(tmp_path / "logits.pt")], check=True, env=env, cwd=tmp_path)
     with torch.no_grad():
         assert torch.equal(torch.load(tmp_path / "logits.pt"), model(ids).logits)
+
+
+def test_pq_file_holds_byte_codes_and_codebooks(tmp_path, tiny_config):
+    model = SoftBinLSTMForCausalLM(tiny_config(**PQ))
+    model.save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    assert tensors["model.embeddings.codes"].dtype == torch.uint8 and tensors["model.embeddings.codes"].shape == (40, 4)
+    assert tensors["lm_head.codebook_bits"].shape == (4 * 8, 1)  # 4 sub-spaces x 8 codewords, 4 wide: one byte
+    assert tensors["lm_head.codebook_scale"].dtype == torch.float16
+    assert not any(name.endswith((".weight", ".codebooks")) for name in tensors)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(pq_subvectors=5), "do not divide"),
+    (dict(pq_codebook_size=300), "at most|\\[2, 256\\]"),
+    (dict(pq_codebook_storage="int4"), "pq_codebook_storage"),
+    (dict(quantization={"lstm": "pq"}), "vocabulary matrices"),
+    (dict(quantization={"embedding": "int8"}), "quantization"),
+])
+def test_bad_pq_settings_are_rejected_with_a_message(tiny_config, overrides, field):
+    values = {**PQ, **overrides}
+    if "quantization" in overrides:
+        values["quantization"] = overrides["quantization"]
+    with pytest.raises(ValueError, match=field):
+        tiny_config(**values)

@@ -34,9 +34,9 @@ def recipe(corpus, output_dir, **sections):
         "output_dir": str(output_dir),
         "data": {"train_file": str(corpus / "train.txt"), "validation_file": str(corpus / "valid.txt"),
                  "test_file": str(corpus / "test.txt"), "max_vocab_size": 300},
-        "model": {"embedding_size": 16, "hidden_size": 16, "num_hidden_layers": 1, "dropout": 0.1},
-        "training": {"max_epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "lr": 0.01, "log_every": 1,
-                     "log_with": None},
+        "model": {"embedding_size": 16, "hidden_size": 16, "num_hidden_layers": 1, "dropout": 0.1, "binarize": False},
+        "training": {"max_epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "optimizer": "adam", "lr": 0.01,
+                     "log_every": 1, "log_with": None},
     }
     for section, overrides in sections.items():
         values.setdefault(section, {}).update(overrides)
@@ -91,6 +91,31 @@ def test_distilled_binarized_student_beats_plain_binary_start_and_packs(teacher_
 
     loss, _ = evaluate(packed, token_stream(splits["validation"]), Accelerator(cpu=True), 4, 10)
     assert math.isclose(math.exp(loss), metrics["valid_ppl"], rel_tol=1e-5)
+    assert metrics["valid_ppl"] < 2 * teacher_metrics["valid_ppl"]
+
+
+def test_a_product_quantized_student_learns_from_the_teacher_and_packs_smaller(teacher_run, corpus, tmp_path):
+    teacher, teacher_metrics = teacher_run
+    # Two one-byte codes a row (16 columns) against 2 bytes of signs and a 2-byte scalar: smaller even at this width.
+    pq = {"quantization": {"embedding": "pq", "lstm": "binary", "output": "pq"}, "pq_subvectors": 2,
+          "pq_codebook_size": 64, "pq_codebook_storage": "binary"}
+    values = recipe(corpus, tmp_path / "pq", model=pq, distill={"teacher": str(teacher)},
+                    training={"pq_reassign_every": 5})
+    del values["model"]["binarize"]
+    metrics = train(load_run_config(str(write_recipe(tmp_path / "pq.yaml", values))))
+    binary = recipe(corpus, tmp_path / "binary", model={"binarize": True}, training={"max_steps": 1})
+    binary_metrics = train(load_run_config(str(write_recipe(tmp_path / "binary.yaml", binary))))
+    assert metrics["compression_ratio"] > binary_metrics["compression_ratio"]
+    packed = AutoModelForCausalLM.from_pretrained(tmp_path / "pq")
+    master = AutoModelForCausalLM.from_pretrained(tmp_path / "pq" / "master")
+    ids = torch.randint(0, 300, (2, 12))
+    with torch.no_grad():
+        assert torch.equal(packed(ids).logits, master(ids).logits)
+    # The codebooks started from k-means of the teacher's matrices and learned; codes were re-assigned.
+    teacher_model = AutoModelForCausalLM.from_pretrained(teacher)
+    decoded = master.model.embeddings.matrix().detach()
+    teacher_rows = teacher_model.model.embeddings.weight.detach()
+    assert (decoded - teacher_rows).norm() < teacher_rows.norm()
     assert metrics["valid_ppl"] < 2 * teacher_metrics["valid_ppl"]
 
 
