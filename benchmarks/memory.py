@@ -144,7 +144,7 @@ def main(argv=None) -> int:
             results["shapes"][name] = {"modes": rows, "speed": speed_ratios(paths, args.rounds, sentences)}
             print(name, json.dumps(results["shapes"][name], indent=1), flush=True)
     results["seconds"] = time.time() - began
-    report.update("memory", results)
+    report.update({"memory": results})
     return 0
 
 

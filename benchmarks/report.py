@@ -12,26 +12,29 @@ import platform
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS_JSON = os.path.join(HERE, "results.json")
-RESULTS_MD = os.path.join(HERE, "RESULTS.md")
 
 
-def load() -> dict:
-    if not os.path.exists(RESULTS_JSON):
+def load(directory: str = HERE) -> dict:
+    path = os.path.join(directory, "results.json")
+    if not os.path.exists(path):
         return {}
-    with open(RESULTS_JSON, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8") as handle:
         return json.load(handle)
 
 
-def update(key: str, value) -> None:
-    """Store one section's results (with the machine it ran on) and render RESULTS.md again."""
+def update(sections: dict, directory: str = HERE) -> None:
+    """Store some sections' results (with the machine they ran on) and render RESULTS.md again."""
     from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic
 
-    results = load()
-    results[key] = value
-    results.setdefault("machines", {})[key] = machine()
-    write_text_atomic(RESULTS_JSON, json.dumps(results, indent=1) + "\n")
-    write_text_atomic(RESULTS_MD, render(results))
+    os.makedirs(directory, exist_ok=True)
+    results = load(directory)
+    for key, value in sections.items():
+        results[key] = value
+        results.setdefault("machines", {})[key] = machine()
+    write_text_atomic(os.path.join(directory, "results.json"), json.dumps(results, indent=1) + "\n")
+    write_text_atomic(os.path.join(directory, "RESULTS.md"), render(results))
+    if "rows" in results:
+        plot(results, os.path.join(directory, "ppl_vs_size.png"))
 
 
 def machine() -> dict:
@@ -104,7 +107,62 @@ def render_search(results: dict) -> list[str]:
     return lines
 
 
-SECTIONS = (("search", render_search), ("memory", render_memory))
+def render_benchmark(results: dict) -> list[str]:
+    bench, rows = results["benchmark"], results["rows"]
+    reference = rows[0]
+    lines = ["## The comparison on wt2-mini", "", f"Command: `{bench['command']}` ({bench['seconds'] / 60:.0f} min). "
+             + _machine_line(results, "benchmark"), "",
+             f"Reference: the `{reference['name']}` row (test perplexity {reference['test_ppl']:.2f}, "
+             f"{reference['size_bytes']:,} bytes). Every trained row uses its shipped recipe (chosen on validation "
+             "perplexity, see the search below), stops early when validation stops improving, and keeps its "
+             "best-validation weights; test perplexity was never used to choose anything.", "",
+             "| row | what it is | epochs (best) | test ppl | ppl / float32 | file | compression (file / tensors) "
+             "| train tok/s vs float32 | score tok/s vs float32 |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        epochs = f"{row['epochs']} ({_f(row.get('best_epoch'), '.0f')})" if row.get("epochs") is not None else "-"
+        counts = _f(row.get("count_compression_ratio"), ".1f", "-")
+        lines.append(
+            f"| {row['name']} | {row.get('what', '')} | {epochs} | {row['test_ppl']:.2f} | {row['ppl_ratio']:.3f} | "
+            f"{_mb(row['size_bytes'])} | {row['compression_ratio']:.1f}x / {counts}{'x' if counts != '-' else ''} | "
+            f"{_f(row.get('train_tps_ratio'), '.2f', '-')} | {_f(row.get('score_tps_ratio'), '.2f', '-')} |")
+    lines += ["", "- Epoch caps per recipe (the epoch after which the search's converged run of that recipe improved "
+              f"validation perplexity by less than 0.5%): {bench['epoch_caps']}.",
+              "- Training speed: tokens/s of training steps on the same batches in one process, interleaved rounds, "
+              f"best round each; soft without the teacher: {bench['training_speed_without_teacher']:.2f}x of float32. "
+              "Scoring speed: the test stream in fresh processes run alternately, best round.",
+              "- KenLM rows: `benchmarks/kenlm_peer.py` (modified Kneser-Ney, order chosen on validation, pruned to "
+              "the soft + KD file size; the n-gram restarts at `<s>` on every line, the LSTM carries its state)."]
+    sizes = results.get("reference_shape_sizes", {})
+    if sizes:
+        lines += ["", "At the reference shape (vocabulary 10,000, 2x650), the same layouts (random weights; sizes do "
+                  "not depend on them):", "", "| layout | float32 file | packed file | ratio |", "|---|---|---|---|"]
+        lines += [f"| {name} | {size['float32_bytes']:,} | {size['packed_bytes']:,} | {size['ratio']:.1f}x |"
+                  for name, size in sizes.items()]
+    return lines
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hf_softbin.training.loop import save_figure
+
+    figure, axis = plt.subplots(figsize=(7.5, 4.8))
+    for row in results["rows"]:
+        marker = "s" if row["name"].startswith("KenLM") else ("^" if "PQ" in row["name"] else "o")
+        axis.scatter(row["size_bytes"] / 1e6, row["test_ppl"], marker=marker)
+        axis.annotate(row["name"], (row["size_bytes"] / 1e6, row["test_ppl"]), textcoords="offset points",
+                      xytext=(5, 4), fontsize=7)
+    axis.set_xscale("log")
+    axis.set_xlabel("model file size (MB, log scale)")
+    axis.set_ylabel("test perplexity (wt2-mini)")
+    axis.grid(True, alpha=0.3)
+    save_figure(figure, path, dpi=110)
+
+
+SECTIONS = (("benchmark", render_benchmark), ("search", render_search), ("memory", render_memory))
 
 
 def render(results: dict) -> str:

@@ -25,8 +25,16 @@ import sys
 import time
 
 RECIPES = os.path.join("configs", "wt2-mini")
-FINALISTS = {"teacher": 2, "bllm": 2, "soft": 1, "soft-kd": 2}  # settings trained to convergence after screening
-FAMILIES = ("teacher", "bllm", "soft", "soft-kd")
+FINALISTS = {"teacher": 2, "bllm": 2, "soft": 1, "soft-kd": 2, "pq-soft-kd": 1}  # trained to convergence after screening
+# Product quantization (5 codes a row): codes fixed or re-assigned from the latent rows every 200 steps, codebooks in
+# float16 or soft-binarized. Trained with the soft + KD winner's settings.
+PQ_VARIANTS = {
+    "fixed-codes+fp16-codebooks": {"training.pq_reassign_every": 0, "model.pq_codebook_storage": "float16"},
+    "reassign+fp16-codebooks": {"training.pq_reassign_every": 200, "model.pq_codebook_storage": "float16"},
+    "fixed-codes+binary-codebooks": {"training.pq_reassign_every": 0, "model.pq_codebook_storage": "binary"},
+    "reassign+binary-codebooks": {"training.pq_reassign_every": 200, "model.pq_codebook_storage": "binary"},
+}
+FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd")
 
 OPTIMIZERS = {
     "sgd-lr10": {"training.optimizer": "sgd", "training.lr": 10},
@@ -72,6 +80,14 @@ def family_base(family: str, teacher_dir: str | None) -> tuple[str, dict]:
     return "soft-kd.yaml", {**COMMON, **BINARY_PATIENCE, "distill.teacher": teacher_dir,
                             "model.learnable_scale": True, "distill.init_from_teacher": True,
                             "distill.kd_lambda": 0.5, "distill.temperature": 1.0}
+
+
+def pq_base(winners: dict) -> tuple[str, dict]:
+    """The PQ recipe with the soft + KD settings: the search's winner when it is known, else the soft + KD family's
+    starting point (the variants are compared with each other, under the same settings)."""
+    if "soft-kd" in winners:
+        return "pq-soft-kd.yaml", dict(winners["soft-kd"]["overrides"])
+    return "pq-soft-kd.yaml", family_base("soft-kd", winners["teacher"]["run_dir"])[1] | OPTIMIZERS["adam-lr2e-3"]
 
 
 def train(recipe: str, output_dir: str, overrides: dict, resume: bool, log_path: str) -> dict:
@@ -146,6 +162,13 @@ class Search:
         print(f"[{family}] winner {winner}: valid ppl {entries[winner]['final']['valid_ppl']:.2f}", flush=True)
 
     def family(self, family: str):
+        if family == "pq-soft-kd":
+            if "teacher" not in self.results.get("winners", {}):
+                raise SystemExit("search the teacher family first: the PQ student distils from its winner")
+            recipe, base = pq_base(self.results["winners"])
+            self.screen(family, PQ_VARIANTS, recipe, base)
+            self.finish(family, recipe)
+            return
         teacher_dir = None
         if family == "soft-kd":
             if "teacher" not in self.results.get("winners", {}):

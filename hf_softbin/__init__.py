@@ -2,20 +2,9 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-from .models.softbin_lstm import (
-    LSTMState,
-    PackedModelTrainingError,
-    SoftBinLSTMConfig,
-    SoftBinLSTMForCausalLM,
-    SoftBinLSTMModel,
-    SoftBinLSTMPreTrainedModel,
-    TextScoringPipeline,
-    UnsupportedDeviceDtype,
-    binarize,
-    register_latent_clipping,
-    register_pipeline,
-    sign_ste,
-)
+from .models import softbin_lstm
+from .models.softbin_lstm import *  # noqa: F403  (the model, its config, quantizers and pipeline)
+from .models.softbin_lstm import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, SoftBinLSTMModel, register_pipeline
 
 __version__ = "0.2.0"
 
@@ -25,16 +14,4 @@ AutoModelForCausalLM.register(SoftBinLSTMConfig, SoftBinLSTMForCausalLM, exist_o
 
 register_pipeline()  # pipeline("text-scoring", model=...)
 
-__all__ = [
-    "LSTMState",
-    "PackedModelTrainingError",
-    "SoftBinLSTMConfig",
-    "SoftBinLSTMForCausalLM",
-    "SoftBinLSTMModel",
-    "SoftBinLSTMPreTrainedModel",
-    "TextScoringPipeline",
-    "UnsupportedDeviceDtype",
-    "binarize",
-    "register_latent_clipping",
-    "sign_ste",
-]
+__all__ = list(softbin_lstm.__all__)

@@ -11,6 +11,7 @@ ends with the best-validation weights.
 """
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -208,11 +209,18 @@ def plot_curve(history: list[dict], path: str, title: str):
     axis.set_yscale("log")
     axis.set_title(title)
     axis.grid(True, alpha=0.3)
+    save_figure(figure, path, dpi=100)
+
+
+def save_figure(figure, path: str, dpi: int) -> None:
+    """Render a matplotlib figure to PNG and write it atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
     figure.tight_layout()
-    staging = path + ".tmp.png"
-    figure.savefig(staging, dpi=100)
+    figure.savefig(buffer, format="png", dpi=dpi)
     plt.close(figure)
-    os.replace(staging, path)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def file_size(directory: str) -> int:

@@ -9,8 +9,8 @@ What the decoder writes (`-outlatdir`, s3 format) and how its bestpath pass scor
   starts. An edge entering a filler node (<sil>, [NOISE], [SPEECH]) also carries that filler's insertion
   penalty: -silprob for <sil>, -fillprob for the others (ps_lattice_penalize_fillers).
 - Each real word w, and the final </s>, adds the trigram score (int(6.5 * raw_logprob + log(wip)) >> 10) times
-  bestpathlw / lw = 9.5 / 6.5, rounded toward zero when added to the (negative) path score. Fillers are skipped
-  in the trigram history.
+  bestpathlw / lw = 9.5 / 6.5, a float32 added to the (negative) integer path score and truncated toward zero.
+  Fillers are skipped in the trigram history.
 - The acoustic score of the final </s> segment is not on any edge; the decoder adds it to the path score it
   reports with the hypothesis, and so do we (`final_ascr`).
 
@@ -22,6 +22,7 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 LOG_BASE = 1.0001
 SHIFT = 10  # pocketsphinx's SENSCR_SHIFT: internal scores are log-base-1.0001 values divided by 1024
@@ -64,11 +65,35 @@ class DecoderWeights:
     def filler_penalty(self) -> int:
         return _logmath_log(self.fillprob) >> SHIFT
 
-    def lm_term(self, raw_logprob: int) -> int:
-        """What one word's LM probability adds to the bestpath score (internal units)."""
+    def lm_term(self, raw_logprob: int) -> float:
+        """What one word's LM probability adds to the bestpath score (internal units, a float32 before rounding)."""
         weighted = int(raw_logprob * self.lw + _logmath_log(self.wip)) >> SHIFT
         ratio = _float32(_float32(self.bestpathlw) / _float32(self.lw))
-        return math.ceil(_float32(weighted * ratio))
+        return _float32(weighted * ratio)
+
+
+def add_step(score: int, edge_score: int, lm_term: float) -> int:
+    """The decoder's `score = path_scr + ascr; score += lm_term`: an int32 plus a float32, truncated toward zero.
+
+    Nearly always score + edge_score + ceil(lm_term); the float32 sum makes it one less now and then.
+    """
+    return int(_float32(float(score + edge_score) + lm_term))
+
+
+class Step(NamedTuple):
+    """Taking an edge: its acoustic score (with a filler's penalty), the LM term, and their parts."""
+
+    edge_score: int  # internal units
+    lm_term: float  # internal units, 0.0 into a filler
+    acoustic: int  # edge_score without the filler penalty
+    filler_penalty: int
+    raw_logprob: int  # the LM probability, unshifted log base 1.0001, 0 into a filler
+    history: tuple[str, ...]  # the real words (at most two, oldest first) the next LM lookup conditions on
+
+    @property
+    def approximate_weight(self) -> int:
+        """add_step's increment without the float32 rounding: additive, for search heuristics."""
+        return self.edge_score + math.ceil(self.lm_term)
 
 
 @dataclass
@@ -146,13 +171,10 @@ class StepScorer:
         weights = self.weights
         return weights.silence_penalty if self.lattice.words[node] == SILENCE else weights.filler_penalty
 
-    def step(self, target: int, edge_score: int, history: tuple[str, ...]) -> tuple[int, int, int, int, tuple]:
-        """Taking an edge into `target` after the real words `history` (oldest first, at most two, <s> first).
-
-        Returns (path score added, acoustic part, filler-penalty part, raw LM log-probability, next history).
-        """
+    def step(self, target: int, edge_score: int, history: tuple[str, ...]) -> Step:
+        """Taking an edge into `target` after the real words `history` (oldest first, at most two, <s> first)."""
         penalty, word = self.penalty(target), self.lm_word(target)
         if word is None:
-            return edge_score, edge_score - penalty, penalty, 0, history
+            return Step(edge_score, 0.0, edge_score - penalty, penalty, 0, history)
         raw = self.raw(word, history)
-        return edge_score + self.weights.lm_term(raw), edge_score - penalty, penalty, raw, (history[-1], word)
+        return Step(edge_score, self.weights.lm_term(raw), edge_score - penalty, penalty, raw, (history[-1], word))

@@ -59,7 +59,7 @@ def parse_args(argv):
     parser.add_argument("--jobs", type=int, default=2, help="parallel synthesizer, decoder and search processes")
     parser.add_argument("--min-words", type=int, default=5)
     parser.add_argument("--max-words", type=int, default=20)
-    parser.add_argument("--lattice-beam", type=float, default=1e-3,
+    parser.add_argument("--lattice-beam", type=float, default=1e-4,
                         help="decoder -outlatbeam: lattice links below this posterior are pruned")
     parser.add_argument("--no-install", action="store_true", help="stop instead of apt-get installing tools")
     return parser.parse_args(argv)

@@ -1,16 +1,19 @@
 """The n best word strings of a lattice under the decoder's bestpath score (see lattice.py), best first.
 
-Exact A*: states are (node, last two real words), which is all the trigram needs; a backward pass gives each
-state its exact best completion score, so complete paths leave the queue best first, and of paths that reach a
-state with the same words only the first (best) goes on. A lattice so dense that its state graph would pass
-`max_states` (long runs of fillers multiply the histories) is searched by a list Viterbi pass instead: each node
-keeps its best partial paths with distinct words, so a path whose prefix falls out of a list is lost.
+A*: states are (node, last two real words), which is all the trigram needs; a backward pass gives each state its
+best completion score, so complete paths leave the queue best first, and of paths that reach a state with the
+same words only the first (best) goes on. Scores follow the decoder's arithmetic (lattice.add_step); the heuristic
+leaves out its float32 rounding, which can only lower a score, so it stays an upper bound and the search exact.
+
+A lattice so dense that its state graph would pass `max_states` (long runs of fillers multiply the histories) is
+searched by a list Viterbi pass instead: each node keeps its best partial paths with distinct words, so a path
+whose prefix falls out of a list is lost.
 """
 
 import heapq
 from dataclasses import dataclass
 
-from lattice import START, DecoderWeights, Lattice, RawLogProb, StepScorer
+from lattice import START, DecoderWeights, Lattice, RawLogProb, Step, StepScorer, add_step
 
 
 @dataclass
@@ -26,11 +29,10 @@ class Hypothesis:
 EMPTY_PATH = (0, (), 0, 0, 0)
 
 
-def _extend(path: tuple, step: tuple, word: str | None) -> tuple:
+def _extend(path: tuple, step: Step, word: str | None) -> tuple:
     score, words, acoustic, penalty, lm_raw = path
-    weight, step_acoustic, step_penalty, raw, _ = step
-    return (score + weight, words if word is None else words + (word,), acoustic + step_acoustic,
-            penalty + step_penalty, lm_raw + raw)
+    return (add_step(score, step.edge_score, step.lm_term), words if word is None else words + (word,),
+            acoustic + step.acoustic, penalty + step.filler_penalty, lm_raw + step.raw_logprob)
 
 
 def _state_graph(lattice: Lattice, scorer: StepScorer, max_states: int) -> dict | None:
@@ -43,10 +45,10 @@ def _state_graph(lattice: Lattice, scorer: StepScorer, max_states: int) -> dict 
             for target, edge_score in lattice.edges.get(node, ()):
                 step = scorer.step(target, edge_score, history)
                 following = histories.setdefault(target, {})
-                if step[4] not in following:
-                    following[step[4]] = None
+                if step.history not in following:
+                    following[step.history] = None
                     count += 1
-                steps.append(((target, step[4]), step))
+                steps.append(((target, step.history), step))
             graph[(node, history)] = steps
         if count > max_states:
             return None
@@ -54,13 +56,14 @@ def _state_graph(lattice: Lattice, scorer: StepScorer, max_states: int) -> dict 
 
 
 def _best_completions(graph: dict, end: int) -> dict:
-    """Exact best score from each state to the end node; states that cannot reach it are left out."""
+    """An upper bound on the score from each state to the end node (exact but for add_step's rounding); states
+    that cannot reach the end are left out."""
     best = {}
     for state in reversed(list(graph)):
         if state[0] == end:
             best[state] = 0
             continue
-        scores = [step[0] + best[following] for following, step in graph[state] if following in best]
+        scores = [step.approximate_weight + best[following] for following, step in graph[state] if following in best]
         if scores:
             best[state] = max(scores)
     return best

@@ -57,6 +57,9 @@ class QuantizedMatrix(nn.Module):
     @torch.no_grad()
     def reset_parameters(self, initializer_range: float):
         """Initialize a trainable matrix: latent weights uniform in [-range, range], then whatever derives from them."""
+        if not self.weight.is_meta:
+            self.weight.uniform_(-initializer_range, initializer_range)
+            self.fit_to_latent_()
 
     @torch.no_grad()
     def fit_to_latent_(self):
@@ -78,11 +81,6 @@ class FloatMatrix(QuantizedMatrix):
 
     def packed_tensors(self):
         return {"weight": self.weight.detach().float()}
-
-    @torch.no_grad()
-    def reset_parameters(self, initializer_range):
-        if not self.weight.is_meta:
-            self.weight.uniform_(-initializer_range, initializer_range)
 
 
 def _scale_shape(rows: int, cols: int, scaling: str, gamma_axis: str) -> tuple[int, int]:
@@ -147,12 +145,6 @@ class BinaryMatrix(QuantizedMatrix):
     @torch.no_grad()
     def packed_tensors(self):
         return {"bits": pack_signs(self.weight), "scale": self.alpha().to(self.storage_dtype)}
-
-    @torch.no_grad()
-    def reset_parameters(self, initializer_range):
-        if not self.weight.is_meta:
-            self.weight.uniform_(-initializer_range, initializer_range)
-            self._reset_scale()
 
     @torch.no_grad()
     def fit_to_latent_(self):
@@ -230,12 +222,6 @@ class PQMatrix(QuantizedMatrix):
         return {"codes": self.codes.clone(), "codebooks": self.codebooks.to(self.storage_dtype)}
 
     @torch.no_grad()
-    def reset_parameters(self, initializer_range):
-        if not self.weight.is_meta:
-            self.weight.uniform_(-initializer_range, initializer_range)
-            self.fit_to_latent_()
-
-    @torch.no_grad()
     def fit_to_latent_(self):
         """k-means codebooks in every sub-space of the latent matrix, and the codes of its rows."""
         codebooks, codes = pq_train(self.weight, self.subvectors, self.codebook_size)
@@ -262,6 +248,9 @@ class PackedMatrix(QuantizedMatrix):
     """
 
     packed = True
+
+    def reset_parameters(self, initializer_range):
+        """Nothing to initialize: every buffer comes from the checkpoint."""
 
     def rows_of(self, index: slice | torch.Tensor) -> torch.Tensor:
         """Rows `index` of the effective matrix, in the dtype of the float buffers."""
