@@ -346,6 +346,7 @@ def _row(name: str, model: _Model, splits: Splits) -> dict:
     scorer = KenLMScorer(model.binary)
     return {
         "name": name,
+        "binary_path": os.path.relpath(model.binary, REPO_ROOT),
         "order": model.arpa.order,
         "prune": list(model.arpa.prune),
         "binary_format": f"build_binary {model.binary_format}",

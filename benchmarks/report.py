@@ -141,6 +141,25 @@ def render_benchmark(results: dict) -> list[str]:
     return lines
 
 
+def render_asr(results: dict) -> list[str]:
+    asr, rows = results["asr"], results["asr_rows"]
+    lists = asr["lists"]
+    lines = ["## Word error rate: rescoring a real recognizer's n-best lists", "",
+             f"Command: `{asr['command']}`. " + _machine_line(results, "asr"), "",
+             f"Lists from `scripts/asr_nbest/make_nbest.py` (pocketsphinx on flite speech with noise; see its README): "
+             f"{lists['dev_utterances']} tuning utterances (wt2-mini valid.txt), {lists['test_utterances']} test "
+             f"utterances (test.txt), {lists['mean_hypotheses']:.1f} hypotheses a list on average. A hypothesis scores "
+             "`am + fillers + W * lm + P * words + W0 * first-pass lm`; W in "
+             f"{asr['lm_weights']}, P in {asr['penalties']} (by 0.5 and 1) and W0 in {asr['first_pass_weights']} were "
+             "tuned on the tuning lists, never on the test lists.", "",
+             "| rescoring LM | test WER | tuning WER | W | P | W0 |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['name']} | {100 * row['wer']:.2f}% | {100 * row['dev_wer']:.2f}% | "
+                     f"{_f(row['lm_weight'], 'g', '-')} | {_f(row['penalty'], 'g', '-')} | "
+                     f"{_f(row['first_pass_weight'], 'g', '-')} |")
+    return lines
+
+
 def plot(results: dict, path: str) -> None:
     import matplotlib
 
@@ -162,7 +181,7 @@ def plot(results: dict, path: str) -> None:
     save_figure(figure, path, dpi=110)
 
 
-SECTIONS = (("benchmark", render_benchmark), ("search", render_search), ("memory", render_memory))
+SECTIONS = (("benchmark", render_benchmark), ("asr", render_asr), ("search", render_search), ("memory", render_memory))
 
 
 def render(results: dict) -> str:

@@ -2,7 +2,7 @@
 """The benchmark on wt2-mini: the paper's claim against the strongest float model, and what else a user would weigh.
 
     python benchmarks/run.py [--reuse]     # every row (about 2 hours on 2 CPU cores); writes benchmarks/
-    python benchmarks/run.py --quick       # a smoke run of a few minutes, written to runs/bench-quick/
+    python benchmarks/run.py --quick       # a smoke run on the first lines of each split, in runs/bench-quick/
 
 Trains every row with the shipped recipes in configs/wt2-mini (chosen by benchmarks/search.py on validation data),
 each capped at the epoch where the search's validation curve of that recipe had flattened (`EPOCH_CAPS`), builds
@@ -404,6 +404,18 @@ def kenlm_rows(args, budget: int, reference: dict) -> list[dict]:
     return rows
 
 
+def quick_data(data_dir: str, target: str, lines: int = 400) -> str:
+    """The first lines of each split, for a smoke run whose every evaluation takes seconds."""
+    from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic
+
+    os.makedirs(target, exist_ok=True)
+    for name in ("train", "valid", "test"):
+        with open(os.path.join(data_dir, f"{name}.txt"), encoding="utf-8") as handle:
+            head = [line for _, line in zip(range(lines if name == "train" else lines // 4), handle)]
+        write_text_atomic(os.path.join(target, f"{name}.txt"), "".join(head))
+    return target
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes (tiny budgets)")
@@ -426,6 +438,7 @@ def main(argv=None) -> int:
     args.results_dir = args.results_dir or (os.path.join("runs", "bench-quick") if quick else report.HERE)
     if quick:
         args.rounds, args.score_tokens, args.speed_steps = 1, 3000, 3
+        args.data_dir = quick_data(args.data_dir, os.path.join(args.runs_dir, "data"))
     args.command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     report.update(run_benchmark(args), args.results_dir)
     print(open(os.path.join(args.results_dir, "RESULTS.md")).read())

@@ -63,6 +63,8 @@ def decode(audio: dict[str, str], work_dir: str, jobs: int, weights: DecoderWeig
     lattice_dir = os.path.join(work_dir, "lattices")
     os.makedirs(lattice_dir)
     ids = list(audio)
+    if any(" " in os.path.abspath(path) for path in audio.values()):
+        raise ValueError(f"{work_dir}: the decoder's control file cannot name audio files whose path has a space")
     shards = [os.path.join(work_dir, f"shard{k}") for k in range(min(jobs, len(ids)))]
     processes = []
     for k, shard in enumerate(shards):

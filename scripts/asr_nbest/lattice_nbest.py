@@ -19,6 +19,7 @@ import sys
 
 from lattice import read_lattice
 from search import nbest
+from tools import SYSTEM_PYTHON
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,8 +38,7 @@ def load_lm(path: str):
     return raw_logprob
 
 
-def search_lattices(utterances: list[dict], lm: str, n: int, work_dir: str, jobs: int,
-                    python: str = "/usr/bin/python3") -> dict[str, dict]:
+def search_lattices(utterances: list[dict], lm: str, n: int, work_dir: str, jobs: int) -> dict[str, dict]:
     """{id: {"exact", "hyps"}} for utterances [{"id", "lattice", "final_ascr"}], searched by `jobs` workers."""
     os.makedirs(work_dir, exist_ok=True)
     workers = []
@@ -49,7 +49,7 @@ def search_lattices(utterances: list[dict], lm: str, n: int, work_dir: str, jobs
         log_path = os.path.join(work_dir, f"nbest{k}.log")
         with open(job_path, encoding="utf-8") as stdin, open(out_path, "w", encoding="utf-8") as stdout, \
                 open(log_path, "w", encoding="utf-8") as stderr:
-            command = [python, os.path.join(HERE, "lattice_nbest.py")]
+            command = [SYSTEM_PYTHON, os.path.join(HERE, "lattice_nbest.py")]
             workers.append((out_path, log_path, subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=stderr)))
     results = {}
     for out_path, log_path, process in workers:

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +20,9 @@ from lattice_nbest import search_lattices
 from metrics import corpus_wer, list_statistics
 from sentences import select, to_wt2_tokens, usable_sentences
 from synth import render_all
-from tools import SYSTEM_PYTHON, TRIGRAM, dictionary_words, ensure_packages, package_versions
+from tools import TRIGRAM, dictionary_words, ensure_packages, package_versions
+
+from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 SPLITS = {"dev": "valid.txt", "test": "test.txt"}
@@ -39,13 +40,6 @@ def hypothesis_record(hyp: dict) -> dict:
         "num_words": len(hyp["words"]),
         "first_pass_score": round(hyp["score"] * NATS_PER_INTERNAL, 4),
     }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.name)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def parse_args(argv):
@@ -106,7 +100,7 @@ def main(argv=None) -> int:
                      args.lattice_beam)
     load["after_decoding"], decoded_at = os.getloadavg(), time.time()
     jobs = [{"id": uid, "lattice": d.lattice, "final_ascr": d.final_ascr} for uid, d in decoded.items()]
-    lists = search_lattices(jobs, TRIGRAM, args.n, work_dir, args.jobs, python=SYSTEM_PYTHON)
+    lists = search_lattices(jobs, TRIGRAM, args.n, work_dir, args.jobs)
     searched = time.time()
 
     results = {}
@@ -115,7 +109,7 @@ def main(argv=None) -> int:
         usable = [uid for uid in ids if uid in lists and lists[uid]["hyps"]]
         records = [{"id": uid, "ref": sentences[uid].ref, "hyps": [hypothesis_record(h) for h in lists[uid]["hyps"]],
                     "audio": vars(audio[uid][1])} for uid in usable]
-        write_atomic(args.out_dir / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        write_text_atomic(args.out_dir / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
         refs = {uid: sentences[uid].ref for uid in usable}
         results[split] = {**list_statistics(records), **decoder_agreement(usable, lists, decoded, refs),
                           "no_lattice_or_hypothesis": len(ids) - len(usable),
@@ -127,7 +121,7 @@ def main(argv=None) -> int:
     summary = {"command": " ".join(sys.argv), "settings": {k: str(v) for k, v in vars(args).items()},
                "packages": versions, "selection": selection, "results": results, "timings": timings,
                "load_average_1_5_15_min": load, "cpus": os.cpu_count()}
-    write_atomic(args.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(args.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     for split, stats in results.items():
         print(f"{split}: " + ", ".join(f"{key} {value:.4g}" for key, value in stats.items()))
     print(f"wrote {', '.join(f'{s}.jsonl' for s in SPLITS)} and summary.json to {args.out_dir} in "

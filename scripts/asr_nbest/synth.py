@@ -100,8 +100,9 @@ def render_all(items: list[tuple[str, str]], audio_dir: str, seed: int, jobs: in
     for utterance_id, text in items:
         rendering = draw_rendering(seed, utterance_id)
         planned[utterance_id] = (audio_path(audio_dir, utterance_id, text, rendering, seed), rendering, text)
-    todo = [(uid, text, rendering, path) for uid, (path, rendering, text) in planned.items() if not os.path.exists(path)]
+    todo = [(text, rendering, path, seed, uid) for uid, (path, rendering, text) in planned.items()
+            if not os.path.exists(path)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(lambda job: render(job[1], job[2], job[3], seed, job[0]), todo))
+        list(pool.map(lambda arguments: render(*arguments), todo))
     print(f"audio: {len(items) - len(todo)} cached, {len(todo)} synthesized in {audio_dir}", flush=True)
     return {uid: (path, rendering) for uid, (path, rendering, _) in planned.items()}
