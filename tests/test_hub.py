@@ -59,6 +59,15 @@ def run_dir(tmp_path_factory):
     return make_run_dir(tmp_path_factory.mktemp("run"))
 
 
+def test_the_upload_leaves_machine_state_out_of_the_tokenizer_config(tmp_path):
+    """Run folders written before the tokenizer was saved clean still upload a clean tokenizer_config.json."""
+    run = make_run_dir(tmp_path / "run")
+    config = json.loads((run / "tokenizer_config.json").read_text())
+    (run / "tokenizer_config.json").write_text(json.dumps({**config, "local_files_only": True, "is_local": True}))
+    uploaded = json.loads((prepare_upload_folder(run, tmp_path / "up") / "tokenizer_config.json").read_text())
+    assert uploaded == config
+
+
 @pytest.fixture(scope="module")
 def prepared(run_dir, tmp_path_factory):
     return prepare_upload_folder(run_dir, tmp_path_factory.mktemp("out") / "upload", repo_id="someone/softbin-tiny")

@@ -161,3 +161,19 @@ def test_a_packed_model_saves_again_to_the_same_file_after_a_dtype_round_trip(sa
     assert first.keys() == again.keys()
     for name in first:
         assert first[name].dtype == again[name].dtype and torch.equal(first[name], again[name]), name
+
+
+def test_device_map_and_pipeline_model_kwargs_reach_the_memory_modes(saved, tmp_path):
+    from transformers import pipeline
+
+    from hf_softbin.tokenization import train_word_tokenizer
+
+    model, directory = saved
+    mapped = AutoModelForCausalLM.from_pretrained(directory, device_map="cpu")
+    assert mapped.model.embeddings.unpacked.device.type == "cpu"
+    tokenizer = train_word_tokenizer(["the cat sat on the mat"], max_size=VOCAB)
+    tokenizer.save_pretrained(directory)
+    scorer = pipeline("text-scoring", model=str(directory), model_kwargs={"keep_packed": True})
+    assert scorer.model.config.keep_packed and scorer.model.model.embeddings.resident_packed
+    unpacked = pipeline("text-scoring", model=str(directory))
+    assert scorer("the cat sat")["logprob"] == pytest.approx(unpacked("the cat sat")["logprob"], abs=1e-5)
