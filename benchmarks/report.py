@@ -104,6 +104,9 @@ def render_search(results: dict) -> list[str]:
                 f"{_f(final and final['valid_ppl'])} | "
                 f"{'' if not final else str(final['epochs']) + ' (' + _f(final['best_epoch'], '.0f') + ')'} | "
                 f"{_f(final and final['test_ppl'])} |")
+    if search.get("not_searched"):
+        lines += ["", f"Not searched yet: {', '.join(search['not_searched'])}. Their recipes in configs/methods are "
+                  "the search's starting points."]
     return lines
 
 
@@ -132,7 +135,7 @@ def render_benchmark(results: dict) -> list[str]:
               "Scoring speed: the test stream in fresh processes run alternately, best round.",
               "- KenLM rows: `benchmarks/kenlm_peer.py` (modified Kneser-Ney, order chosen on validation, pruned to "
               "the soft + KD file size; the n-gram restarts at `<s>` on every line, the LSTM carries its state)."]
-    sizes = results.get("reference_shape_sizes", {})
+    sizes = results.get("pq_reference_shape_sizes", {})
     if sizes:
         lines += ["", "At the reference shape (vocabulary 10,000, 2x650), the same layouts (random weights; sizes do "
                   "not depend on them):", "", "| layout | float32 file | packed file | ratio |", "|---|---|---|---|"]

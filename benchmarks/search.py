@@ -24,8 +24,14 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402  (benchmarks/report.py, beside this script)
+
+from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic  # noqa: E402
+
 RECIPES = os.path.join("configs", "wt2-mini")
-FINALISTS = {"teacher": 2, "bllm": 2, "soft": 1, "soft-kd": 2, "pq-soft-kd": 1}  # trained to convergence after screening
+# Settings trained to convergence after screening, per family.
+FINALISTS = {"teacher": 1, "bllm": 2, "soft": 1, "soft-kd": 2, "pq-soft-kd": 1}
 # Product quantization (5 codes a row): codes fixed or re-assigned from the latent rows every 200 steps, codebooks in
 # float16 or soft-binarized. Trained with the soft + KD winner's settings.
 PQ_VARIANTS = {
@@ -34,6 +40,9 @@ PQ_VARIANTS = {
     "fixed-codes+binary-codebooks": {"training.pq_reassign_every": 0, "model.pq_codebook_storage": "binary"},
     "reassign+binary-codebooks": {"training.pq_reassign_every": 200, "model.pq_codebook_storage": "binary"},
 }
+PROTOCOL = ("Each setting trains for a few epochs (screening); the best by validation perplexity then continues from "
+            "its screening checkpoint until validation stops improving or the epoch cap; the winner is the finalist "
+            "with the lowest validation perplexity. Test perplexity is shown, never used to choose.")
 FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd")
 
 OPTIMIZERS = {
@@ -119,10 +128,13 @@ class Search:
         self.results = json.load(open(args.results)) if os.path.exists(args.results) else {}
 
     def save(self):
-        staging = self.args.results + ".tmp"
-        with open(staging, "w") as handle:
-            json.dump(self.results, handle, indent=1)
-        os.replace(staging, self.args.results)
+        write_text_atomic(self.args.results, json.dumps(self.results, indent=1) + "\n")
+        families = {name: entries for name, entries in self.results.items() if name != "winners"}
+        winners = self.results.get("winners", {})
+        report.update({"search": {"command": self.args.command, "protocol": PROTOCOL, "families": families,
+                                  "winners": winners,
+                                  "not_searched": [name for name in FAMILIES if name not in winners]}},
+                      self.args.results_dir)
 
     def run_dir(self, family: str, setting: str) -> str:
         return os.path.join(self.args.runs_dir, family, setting)
@@ -189,11 +201,13 @@ def main(argv=None) -> int:
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--runs-dir", default=os.path.join("runs", "search", "wt2-mini"))
     parser.add_argument("--results", default=os.path.join("benchmarks", "search_results.json"))
+    parser.add_argument("--results-dir", default=report.HERE, help="where results.json and RESULTS.md go")
     parser.add_argument("--log", default=os.path.join("runs", "search", "search.log"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for every run (for a smoke test: --set training.max_steps=3)")
     args = parser.parse_args(argv)
     args.extra = dict(item.split("=", 1) for item in args.set)
+    args.command = "python benchmarks/search.py " + " ".join(sys.argv[1:] if argv is None else argv)
     os.makedirs(os.path.dirname(os.path.abspath(args.log)), exist_ok=True)
     search = Search(args)
     for family in args.family or FAMILIES:
