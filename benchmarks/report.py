@@ -116,9 +116,10 @@ def render_benchmark(results: dict) -> list[str]:
     lines = ["## The comparison on wt2-mini", "", f"Command: `{bench['command']}` ({bench['seconds'] / 60:.0f} min). "
              + _machine_line(results, "benchmark"), "",
              f"Reference: the `{reference['name']}` row (test perplexity {reference['test_ppl']:.2f}, "
-             f"{reference['size_bytes']:,} bytes). Every trained row uses its shipped recipe (chosen on validation "
-             "perplexity, see the search below), stops early when validation stops improving, and keeps its "
-             "best-validation weights; test perplexity was never used to choose anything.", "",
+             f"{reference['size_bytes']:,} bytes). Every trained row uses its shipped recipe in configs/wt2-mini (the "
+             "float one chosen by the search below, the students' the search's starting points), stops when "
+             "validation stops improving or at its epoch cap, and keeps its best-validation weights; test perplexity "
+             "was never used to choose anything.", "",
              "| row | what it is | epochs (best) | test ppl | ppl / float32 | file | compression (file / tensors) "
              "| train tok/s vs float32 | score tok/s vs float32 |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -128,9 +129,13 @@ def render_benchmark(results: dict) -> list[str]:
             f"| {row['name']} | {row.get('what', '')} | {epochs} | {row['test_ppl']:.2f} | {row['ppl_ratio']:.3f} | "
             f"{_mb(row['size_bytes'])} | {row['compression_ratio']:.1f}x / {counts}{'x' if counts != '-' else ''} | "
             f"{_f(row.get('train_tps_ratio'), '.2f', '-')} | {_f(row.get('score_tps_ratio'), '.2f', '-')} |")
-    lines += ["", "- Epoch caps per recipe (the epoch after which the search's converged run of that recipe improved "
-              f"validation perplexity by less than 0.5%): {bench['epoch_caps']}.",
-              "- Training speed: tokens/s of training steps on the same batches in one process, interleaved rounds, "
+    caps = ", ".join(f"{recipe.removesuffix('.yaml')} {cap}" for recipe, cap in bench["epoch_caps"].items())
+    lines += ["", f"- Epoch caps: {caps}; the PQ rows beside the recipe's m: {bench['short_pq_cap']} "
+              "(benchmarks/run.py says how they were chosen). Validation perplexity after each epoch, to see which "
+              "rows were still improving when the cap stopped them:"]
+    lines += [f"  - {row['name']}: {', '.join(f'{value:.1f}' for value in row['valid_curve'])}"
+              for row in rows if row.get("valid_curve")]
+    lines += ["- Training speed: tokens/s of training steps on the same batches in one process, interleaved rounds, "
               f"best round each; soft without the teacher: {bench['training_speed_without_teacher']:.2f}x of float32. "
               "Scoring speed: the test stream in fresh processes run alternately, best round.",
               "- KenLM rows: `benchmarks/kenlm_peer.py` (modified Kneser-Ney, order chosen on validation, pruned to "

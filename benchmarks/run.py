@@ -53,8 +53,7 @@ class TrainedRow:
 TRAINED_ROWS = [
     TrainedRow("float", "float32", "full precision, the searched recipe (the reference and the teacher)",
                "teacher.yaml"),
-    TrainedRow("bllm", "BLLM 2018", "+-1 weights, learned gamma/beta, no KD, searched as much as soft + KD",
-               "bllm.yaml"),
+    TrainedRow("bllm", "BLLM 2018", "+-1 weights, learned gamma/beta, no KD, from random weights", "bllm.yaml"),
     TrainedRow("soft", "soft", "row scalars, no KD", "soft.yaml"),
     TrainedRow("soft-kd", "soft + KD", "row scalars, distilled from the float32 row (the paper's method)",
                "soft-kd.yaml"),
@@ -358,7 +357,8 @@ def run_benchmark(args) -> dict:
                      "epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"],
                      "stopped_early": metrics["stopped_early"], "train_seconds": metrics["train_seconds"],
                      "valid_ppl": metrics["valid_ppl"], "recipe": f"configs/wt2-mini/{row.recipe}",
-                     "overrides": row.overrides})
+                     "overrides": row.overrides,
+                     "valid_curve": [round(point["valid_ppl"], 2) for point in metrics["history"]]})
     if EQUAL_COMPUTE in directories:
         long = _metrics(directories[EQUAL_COMPUTE])
         rows.insert(1, {"key": EQUAL_COMPUTE, "name": "float32, teacher + student epochs", "kind": "hf",
@@ -394,6 +394,7 @@ def run_benchmark(args) -> dict:
     rows += kenlm_rows(args, next(row for row in rows if row["key"] == "soft-kd")["size_bytes"], reference)
     clean = [{key: value for key, value in row.items() if key not in ("kind", "path", "config_dir")} for row in rows]
     return {"benchmark": {"command": args.command, "seconds": time.time() - began, "epoch_caps": EPOCH_CAPS,
+                          "short_pq_cap": SHORT_PQ_CAP,
                           "training_tokens_per_second": speed,
                           "training_speed_without_teacher": speed["soft"] / speed["float"]},
             "rows": clean, "pq_reference_shape_sizes": reference_shape_sizes()}
