@@ -22,8 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 LM_WEIGHTS = tuple(step / 2 for step in range(0, 41))  # 0 to 20 by 0.5 (the decoder's own LM weight is 9.5)
-PENALTIES = tuple(float(step) for step in range(-10, 11))  # natural-log units per word
-FIRST_PASS_WEIGHTS = (0.0, 2.0, 4.0, 6.0)
+PENALTIES = tuple(float(step) for step in range(-20, 11))  # natural-log units per word
+# Wide enough that no tuned value sits on an edge of the grid (the decoder's own LM weight is 9.5).
+FIRST_PASS_WEIGHTS = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
 NEURAL_ROWS = (("float32", "float"), ("soft + KD (1-bit)", "soft-kd"), ("BLLM 2018", "bllm"))
 
 
@@ -81,7 +82,7 @@ def kenlm_scorer(runs_dir: str):
     """The pruned KenLM row of the benchmark, when KenLM is built and the benchmark made it."""
     import kenlm_peer
 
-    rows = [row for row in report.load().get("rows", []) if row["name"].startswith("KenLM") and "pruned" in row["name"]]
+    rows = [row for row in report.load().get("rows", []) if row["name"].startswith("KenLM") and any(row["prune"])]
     if not rows or not kenlm_peer.kenlm_available():
         print("KenLM row skipped: KenLM is not built or the benchmark made no pruned KenLM row", flush=True)
         return None
