@@ -33,9 +33,9 @@ import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 RECIPES = os.path.join("configs", "wt2-mini")
 # Epoch caps. The float row: the epoch the search's winning run reached (its last epoch improved validation perplexity
-# by 0.005%, after the fifth learning-rate cut). The students: what one benchmark session on
-# 2 CPU cores affords, the same for BLLM, soft and soft + KD so that they compare fairly; their validation curves
-# (metrics.json, RESULTS.md) show how much each was still improving when the cap stopped it.
+# by 0.005%, after the fifth learning-rate cut). The students: what one benchmark session on 2 CPU cores affords, the
+# same for BLLM, soft and soft + KD so that they compare fairly; their validation curves (metrics.json, RESULTS.md)
+# show how much each was still improving when the cap stopped it.
 EPOCH_CAPS = {"teacher.yaml": 23, "bllm.yaml": 7, "soft.yaml": 7, "soft-kd.yaml": 7, "pq-soft-kd.yaml": 7}
 # The two PQ settings beside the recipe's get less than half of that.
 SHORT_PQ_CAP = 2
@@ -359,15 +359,15 @@ def run_benchmark(args) -> dict:
                      "valid_ppl": metrics["valid_ppl"], "recipe": f"configs/wt2-mini/{row.recipe}",
                      "overrides": row.overrides,
                      "valid_curve": [round(point["valid_ppl"], 2) for point in metrics["history"]]})
+    beside_float = post_training_rows(directories["float"], os.path.join(args.runs_dir, "post-training"))
     if EQUAL_COMPUTE in directories:
         long = _metrics(directories[EQUAL_COMPUTE])
-        rows.insert(1, {"key": EQUAL_COMPUTE, "name": "float32, teacher + student epochs", "kind": "hf",
-                        "what": "the float32 row trained on (early stopping off) for the epochs of float32 and "
-                                "soft + KD",
-                        "path": directories[EQUAL_COMPUTE], "epochs": long["epochs"], "best_epoch": long["best_epoch"],
-                        "stopped_early": False, "train_seconds": long["train_seconds"], "valid_ppl": long["valid_ppl"]})
-    after_float = 2 if EQUAL_COMPUTE in directories else 1
-    rows[after_float:after_float] = post_training_rows(directories["float"], os.path.join(args.runs_dir, "post-training"))
+        beside_float.insert(0, {
+            "key": EQUAL_COMPUTE, "name": "float32, teacher + student epochs", "kind": "hf",
+            "what": "the float32 row trained on (early stopping off) for the epochs of float32 and soft + KD",
+            "path": directories[EQUAL_COMPUTE], "epochs": long["epochs"], "best_epoch": long["best_epoch"],
+            "stopped_early": False, "train_seconds": long["train_seconds"], "valid_ppl": long["valid_ppl"]})
+    rows[1:1] = beside_float
     stream = test_stream(directories["float"], args.data_dir)
     for row in rows:
         model = load_row(row)
