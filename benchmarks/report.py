@@ -90,20 +90,23 @@ def render_memory(results: dict) -> list[str]:
 
 def render_search(results: dict) -> list[str]:
     search = results["search"]
-    lines = ["## Recipe search (validation perplexity only)", "", f"Command: `{search['command']}`. "
-             + _machine_line(results, "search"), "", search["protocol"], "",
-             "| family | setting | screening valid ppl (epochs) | converged valid ppl | epochs (best) | test ppl |",
-             "|---|---|---|---|---|---|"]
+    lines = ["## Recipe search (validation perplexity only)", "", _machine_line(results, "search"), "",
+             "Commands, one a family:", ""]
+    lines += [f"- {family}: `{command}`" for family, command in search["commands"].items()]
+    lines += ["", search["protocol"], "",
+              "| family | setting | screening valid ppl (epochs) | converged valid ppl | epochs (best) | test ppl | "
+              "compression |", "|---|---|---|---|---|---|---|"]
     for family, entries in search["families"].items():
         winner = search["winners"].get(family, {}).get("setting")
         for setting, entry in sorted(entries.items(), key=lambda item: item[1]["screen"]["valid_ppl"]):
             screen, final = entry["screen"], entry.get("final")
             mark = " **(winner)**" if setting == winner else ""
+            shown = final or screen
+            converged = "screening only" if setting == winner and not final else _f(final and final["valid_ppl"])
             lines.append(
-                f"| {family} | `{setting}`{mark} | {screen['valid_ppl']:.2f} ({screen['epochs']}) | "
-                f"{_f(final and final['valid_ppl'])} | "
+                f"| {family} | `{setting}`{mark} | {screen['valid_ppl']:.2f} ({screen['epochs']}) | {converged} | "
                 f"{'' if not final else str(final['epochs']) + ' (' + _f(final['best_epoch'], '.0f') + ')'} | "
-                f"{_f(final and final['test_ppl'])} |")
+                f"{_f(shown['test_ppl']) if final or mark else 'n/a'} | {screen['compression_ratio']:.1f}x |")
     if search.get("not_searched"):
         lines += ["", f"Not searched yet: {', '.join(search['not_searched'])}. Their recipes in configs/methods are "
                   "the search's starting points."]

@@ -42,7 +42,8 @@ PQ_VARIANTS = {
 }
 PROTOCOL = ("Each setting trains for a few epochs (screening); the best by validation perplexity then continues from "
             "its screening checkpoint until validation stops improving or the epoch cap; the winner is the finalist "
-            "with the lowest validation perplexity. Test perplexity is shown, never used to choose.")
+            "with the lowest validation perplexity (where no finalist was trained, the best screened setting). Test "
+            "perplexity is shown, never used to choose.")
 FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd")
 
 OPTIMIZERS = {
@@ -118,7 +119,8 @@ def train(recipe: str, output_dir: str, overrides: dict, resume: bool, log_path:
     history = metrics["history"]
     return {"valid_ppl": metrics["valid_ppl"], "test_ppl": metrics["test_ppl"], "epochs": metrics["epochs"],
             "best_epoch": metrics["best_epoch"], "stopped_early": metrics["stopped_early"],
-            "train_seconds": metrics["train_seconds"], "wall_seconds": time.time() - began,
+            "compression_ratio": metrics["compression_ratio"], "train_seconds": metrics["train_seconds"],
+            "wall_seconds": time.time() - began,
             "valid_curve": [round(point["valid_ppl"], 2) for point in history]}
 
 
@@ -129,10 +131,10 @@ class Search:
 
     def save(self):
         write_text_atomic(self.args.results, json.dumps(self.results, indent=1) + "\n")
-        families = {name: entries for name, entries in self.results.items() if name != "winners"}
+        families = {name: entries for name, entries in self.results.items() if name not in ("winners", "commands")}
         winners = self.results.get("winners", {})
-        report.update({"search": {"command": self.args.command, "protocol": PROTOCOL, "families": families,
-                                  "winners": winners,
+        report.update({"search": {"commands": self.results.get("commands", {}), "protocol": PROTOCOL,
+                                  "families": families, "winners": winners,
                                   "not_searched": [name for name in FAMILIES if name not in winners]}},
                       self.args.results_dir)
 
@@ -157,8 +159,10 @@ class Search:
         return sorted(entries, key=lambda name: entries[name]["screen"]["valid_ppl"])[:count]
 
     def finish(self, family: str, recipe: str):
+        """Train the finalists to convergence; with none (`--finalists 0`), the best screened setting wins."""
         entries = self.results[family]
-        for setting in self.best_screened(family, FINALISTS.get(family, 2)):
+        count = FINALISTS[family] if self.args.finalists is None else self.args.finalists
+        for setting in self.best_screened(family, count):
             entry = entries[setting]
             if "final" in entry:
                 continue
@@ -167,13 +171,18 @@ class Search:
             entry["final"] = train(recipe, self.run_dir(family, setting), overrides, True, self.args.log)
             self.save()
         finalists = [name for name in entries if "final" in entries[name]]
-        winner = min(finalists, key=lambda name: entries[name]["final"]["valid_ppl"])
+        if finalists:
+            winner = min(finalists, key=lambda name: entries[name]["final"]["valid_ppl"])
+        else:
+            winner = self.best_screened(family, 1)[0]
         self.results.setdefault("winners", {})[family] = {"setting": winner, "run_dir": self.run_dir(family, winner),
                                                           "overrides": entries[winner]["overrides"]}
         self.save()
-        print(f"[{family}] winner {winner}: valid ppl {entries[winner]['final']['valid_ppl']:.2f}", flush=True)
+        shown = entries[winner].get("final", entries[winner]["screen"])
+        print(f"[{family}] winner {winner}: valid ppl {shown['valid_ppl']:.2f}", flush=True)
 
     def family(self, family: str):
+        self.results.setdefault("commands", {})[family] = self.args.command
         if family == "pq-soft-kd":
             if "teacher" not in self.results.get("winners", {}):
                 raise SystemExit("search the teacher family first: the PQ student distils from its winner")
@@ -199,6 +208,8 @@ def main(argv=None) -> int:
     parser.add_argument("--family", choices=FAMILIES, action="append", help="search only these (default: all)")
     parser.add_argument("--screen-epochs", type=int, default=4)
     parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--finalists", type=int, default=None,
+                        help="settings trained to convergence per family (default: FINALISTS); 0: screening only")
     parser.add_argument("--runs-dir", default=os.path.join("runs", "search", "wt2-mini"))
     parser.add_argument("--results", default=os.path.join("benchmarks", "search_results.json"))
     parser.add_argument("--results-dir", default=report.HERE, help="where results.json and RESULTS.md go")
