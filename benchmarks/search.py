@@ -7,7 +7,9 @@
 Every family (float teacher, BLLM, soft, soft + KD) is searched the same way:
 
 1. screening: each setting trains for `--screen-epochs` epochs (early stopping on), starting from the family's recipe
-   in configs/wt2-mini with the setting's overrides;
+   in configs/wt2-mini with the setting's overrides: the optimizers first, then one change at a time to the best
+   of them, then, where the best setting's validation perplexity peaked inside its screen, that setting at a half
+   and a quarter of its learning rate;
 2. the best settings by screening validation perplexity (`FINALISTS` of them) continue from their screening
    checkpoint (`--resume_from_checkpoint latest`) until validation stops improving (`--max-epochs` cap);
 3. the winner is the finalist with the lowest validation perplexity. Test perplexity is recorded for the report
@@ -42,8 +44,8 @@ PQ_VARIANTS = {
 }
 PROTOCOL = ("Each setting trains for a few epochs (screening); the best by validation perplexity then continues from "
             "its screening checkpoint until validation stops improving or the epoch cap; the winner is the finalist "
-            "with the lowest validation perplexity (where no finalist was trained, the best screened setting). Test "
-            "perplexity is shown, never used to choose.")
+            "with the lowest validation perplexity (where no finalist was trained, the best screened setting; PQ variants "
+            "compete only at the smallest file). Test perplexity is shown, never used to choose.")
 FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd")
 
 OPTIMIZERS = {
@@ -77,6 +79,16 @@ def stage_b(family: str, optimizer: str) -> dict[str, dict]:
                 f"{optimizer}+lambda0.8": {"distill.kd_lambda": 0.8},
                 f"{optimizer}+T2": {"distill.temperature": 2.0}}
     return {}
+
+
+def lower_rates(setting: str, entry: dict) -> dict[str, dict]:
+    """A setting whose validation perplexity peaked before the end of its screen learns too fast for its family:
+    the same setting at a half and a quarter of its learning rate. None for a setting still improving."""
+    screen = entry["screen"]
+    if screen["best_epoch"] >= screen["epochs"]:
+        return {}
+    rate = entry["overrides"]["training.lr"]
+    return {f"{setting}+lr{rate / divisor:g}": {"training.lr": rate / divisor} for divisor in (2, 4)}
 
 
 def family_base(family: str, teacher_dir: str | None) -> tuple[str, dict]:
@@ -154,9 +166,20 @@ class Search:
             print(f"[{family}] {setting}: valid ppl {outcome['valid_ppl']:.2f} after {outcome['epochs']} epochs",
                   flush=True)
 
+    def screen_lower_rates(self, family: str, recipe: str):
+        best = self.best_screened(family, 1)[0]
+        entry = self.results[family][best]
+        self.screen(family, lower_rates(best, entry), recipe, entry["overrides"])
+
     def best_screened(self, family: str, count: int) -> list[str]:
+        """The settings with the lowest screening validation perplexity. PQ variants compete only at the smallest
+        file: codebook storage trades bytes for quality, and the PQ recipe is there for its size."""
         entries = self.results[family]
-        return sorted(entries, key=lambda name: entries[name]["screen"]["valid_ppl"])[:count]
+        names = list(entries)
+        if family == "pq-soft-kd":
+            size = {name: round(entries[name]["screen"]["compression_ratio"], 1) for name in names}
+            names = [name for name in names if size[name] == max(size.values())]
+        return sorted(names, key=lambda name: entries[name]["screen"]["valid_ppl"])[:count]
 
     def finish(self, family: str, recipe: str):
         """Train the finalists to convergence; with none (`--finalists 0`), the best screened setting wins."""
@@ -188,6 +211,7 @@ class Search:
                 raise SystemExit("search the teacher family first: the PQ student distils from its winner")
             recipe, base = pq_base(self.results["winners"])
             self.screen(family, PQ_VARIANTS, recipe, base)
+            self.screen_lower_rates(family, recipe)
             self.finish(family, recipe)
             return
         teacher_dir = None
@@ -200,6 +224,7 @@ class Search:
         if family != "teacher":
             best_optimizer = self.best_screened(family, 1)[0].split("+")[0]
             self.screen(family, stage_b(family, best_optimizer), recipe, {**base, **OPTIMIZERS[best_optimizer]})
+            self.screen_lower_rates(family, recipe)
         self.finish(family, recipe)
 
 
