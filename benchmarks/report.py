@@ -119,10 +119,9 @@ def render_benchmark(results: dict) -> list[str]:
     lines = ["## The comparison on wt2-mini", "", f"Command: `{bench['command']}` ({bench['seconds'] / 60:.0f} min). "
              + _machine_line(results, "benchmark"), "",
              f"Reference: the `{reference['name']}` row (test perplexity {reference['test_ppl']:.2f}, "
-             f"{reference['size_bytes']:,} bytes). Every trained row uses its shipped recipe in configs/wt2-mini (the "
-             "float one chosen by the search below, the students' the search's starting points), stops when "
-             "validation stops improving or at its epoch cap, and keeps its best-validation weights; test perplexity "
-             "was never used to choose anything.", "",
+             f"{reference['size_bytes']:,} bytes). Every trained row uses its shipped recipe in configs/wt2-mini (each "
+             "chosen by the search below), stops when validation stops improving or at its epoch cap, and keeps its "
+             "best-validation weights; test perplexity was never used to choose anything.", "",
              "| row | what it is | epochs (best) | test ppl | ppl / float32 | file | compression (file / tensors) "
              "| train tok/s vs float32 | score tok/s vs float32 |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:

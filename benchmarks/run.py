@@ -5,8 +5,8 @@
     python benchmarks/run.py --quick       # a smoke run on the first lines of each split, in runs/bench-quick/
 
 Trains every row with the shipped recipes in configs/wt2-mini (chosen by benchmarks/search.py on validation data),
-each capped at the epoch where the search's validation curve of that recipe had flattened (`EPOCH_CAPS`), builds
-the post-training rows from the float row, adds the KenLM n-gram peers when KenLM is built, and measures test
+each trained until validation stops improving or to its epoch cap (`EPOCH_CAPS` says how the caps were chosen),
+builds the post-training rows from the float row, adds the KenLM n-gram peers when KenLM is built, and measures test
 perplexity (docs/evaluation.md), file size and compression, training speed (side by side in one process) and
 scoring speed (fresh processes run alternately). Each trained row is kept in --runs-dir as it finishes; `--reuse`
 continues an interrupted run from the rows already there.
