@@ -450,7 +450,7 @@ def main(argv=None) -> int:
     if quick:
         args.rounds, args.score_tokens, args.speed_steps = 1, 3000, 3
         args.data_dir = quick_data(args.data_dir, os.path.join(args.runs_dir, "data"))
-    args.command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.command = " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
     report.update(run_benchmark(args), args.results_dir)
     print(open(os.path.join(args.results_dir, "RESULTS.md")).read())
     return 0

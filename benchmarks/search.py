@@ -243,7 +243,7 @@ def main(argv=None) -> int:
                         help="an override for every run (for a smoke test: --set training.max_steps=3)")
     args = parser.parse_args(argv)
     args.extra = dict(item.split("=", 1) for item in args.set)
-    args.command = "python benchmarks/search.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.command = " ".join(["python benchmarks/search.py", *(sys.argv[1:] if argv is None else argv)])
     os.makedirs(os.path.dirname(os.path.abspath(args.log)), exist_ok=True)
     search = Search(args)
     for family in args.family or FAMILIES:
