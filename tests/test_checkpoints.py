@@ -19,6 +19,7 @@ VARIANTS = [
     dict(scaling="tensor"),
     dict(scaling="bllm"),
     dict(learnable_scale=True),
+    dict(scaling="row_col", learnable_scale=True),
     dict(float_storage_dtype="float32"),
     dict(binarize=["lstm"]),
     dict(embedding_size=16, tie_word_embeddings=True),

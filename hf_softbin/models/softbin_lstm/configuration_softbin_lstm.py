@@ -5,8 +5,9 @@ from transformers import PretrainedConfig
 PARTS = ("embedding", "lstm", "output")
 QUANTIZATIONS = ("float", "binary", "pq")
 # "row" and "tensor": alpha * sign(W) with one scalar per row or per matrix (soft binarization);
+# "row_col": diag(g) sign(W) diag(h), a learned scalar per output row and per input column (OneBit, Xu et al. 2024);
 # "bllm": +-1 weights with a learned per-unit scale (gamma) and shift (beta) after each product (BLLM 2018).
-SCALINGS = ("row", "tensor", "bllm")
+SCALINGS = ("row", "tensor", "row_col", "bllm")
 FLOAT_STORAGE_DTYPES = ("float32", "float16")
 PQ_CODEBOOK_STORAGES = ("float16", "binary")
 CHECKPOINT_FORMATS = ("master", "packed")
@@ -34,9 +35,11 @@ class SoftBinLSTMConfig(PretrainedConfig):
         binarize: shorthand for `quantization` (give one or the other): `True` (every part binary), `False` (every
             part float: the full-precision model), or a list of the parts that are binary (the rest float).
         scaling: scalars of binary matrices: `"row"` (one per output row: soft binarization), `"tensor"` (one per
-            matrix), or `"bllm"` (+-1 weights with the BLLM 2018 learned per-unit gamma and beta).
+            matrix), `"row_col"` (`diag(g) sign(W) diag(h)`: one per output row and one per input column, both
+            learned, initialized by a rank-1 fit of |W|), or `"bllm"` (+-1 weights with the BLLM 2018 learned
+            per-unit gamma and beta).
         learnable_scale: train the `"row"`/`"tensor"` scalars (initialized to mean |W|) instead of recomputing
-            mean |W| from the latent weights at every step.
+            mean |W| from the latent weights at every step; `"row_col"` needs it (its scalars have no closed form).
         float_storage_dtype: precision of the floats kept by quantized parts (scalars, gamma/beta, biases) in a
             packed checkpoint. The model always computes with these values rounded to this precision, so a packed
             checkpoint reloads bit-exactly.
@@ -148,8 +151,11 @@ class SoftBinLSTMConfig(PretrainedConfig):
             if value not in choices:
                 raise ValueError(f"SoftBinLSTMConfig.{name} must be one of {choices}, got {value!r}")
         if self.learnable_scale and self.scaling == "bllm":
-            raise ValueError("SoftBinLSTMConfig.learnable_scale applies to scaling 'row' or 'tensor'; 'bllm' always "
-                             "learns its gamma and beta")
+            raise ValueError("SoftBinLSTMConfig.learnable_scale applies to scaling 'row', 'tensor' or 'row_col'; "
+                             "'bllm' always learns its gamma and beta")
+        if self.scaling == "row_col" and not self.learnable_scale:
+            raise ValueError("SoftBinLSTMConfig.scaling 'row_col' needs learnable_scale=True: its row and column "
+                             "scalars are learned (a rank-1 fit of |W| only initializes them)")
         if self.quantization["lstm"] == "pq":
             raise ValueError("SoftBinLSTMConfig.quantization: 'pq' applies to the vocabulary matrices ('embedding', "
                              "'output'); the LSTM is 'float' or 'binary'")

@@ -23,6 +23,7 @@ from .quantizers import (
     pq_decode,
     pq_matmul,
     pq_train,
+    rank_one_scales,
     round_ste,
     signs_matmul,
     unpack_signs,
@@ -96,9 +97,15 @@ class BinaryMatrix(QuantizedMatrix):
 
     `alpha` is mean |W| per row or per matrix (recomputed from `W`), or the learned `scale` parameter: a learned
     scalar per row or matrix (`learnable_scale`), or the BLLM gamma per output unit (rows, or columns for the
-    embedding, whose units are its columns). Scalars are rounded to `storage_dtype` in the forward pass, so the model
-    computes exactly what a packed checkpoint reloads.
+    embedding, whose units are its columns). With `row_col` scaling, a learned `col_scale` per input column
+    multiplies too: `alpha[r, c] = scale[r] * col_scale[c]`. Scalars are rounded to `storage_dtype` in the forward
+    pass, so the model computes exactly what a packed checkpoint reloads.
+
+    `float_share` (set by a training schedule, 0 by default) mixes the latent weights into the training forward pass:
+    `float_share * W + (1 - float_share) * alpha * sign(W)`. Inference always uses the binary matrix.
     """
+
+    float_share = 0.0
 
     def __init__(self, rows, cols, *, scaling: str, learnable_scale: bool, storage_dtype: torch.dtype,
                  gamma_axis: str = "row"):
@@ -108,6 +115,7 @@ class BinaryMatrix(QuantizedMatrix):
         self.scale_shape = _scale_shape(rows, cols, scaling, gamma_axis)
         self.weight = nn.Parameter(torch.empty(rows, cols))
         self.scale = nn.Parameter(torch.empty(self.scale_shape)) if learnable_scale or scaling == "bllm" else None
+        self.col_scale = nn.Parameter(torch.empty(1, cols)) if scaling == "row_col" else None
         self._cache_key, self._cache_value = None, None
 
     def extra_repr(self):
@@ -115,15 +123,24 @@ class BinaryMatrix(QuantizedMatrix):
 
     def alpha(self) -> torch.Tensor:
         """The scalars that multiply the signs, at storage precision."""
-        if self.scale is not None:
-            return round_ste(self.scale, self.storage_dtype)
-        return round_ste(mean_abs_scale(self.weight, self.scaling), self.storage_dtype)
+        if self.scale is None:
+            return round_ste(mean_abs_scale(self.weight, self.scaling), self.storage_dtype)
+        return self._with_col_scale(round_ste(self.scale, self.storage_dtype))
+
+    def _with_col_scale(self, row_alpha: torch.Tensor) -> torch.Tensor:
+        if self.col_scale is None:
+            return row_alpha
+        return row_alpha * round_ste(self.col_scale, self.storage_dtype)
+
+    def _mixed(self, latent: torch.Tensor, binary: torch.Tensor) -> torch.Tensor:
+        return binary if not self.float_share else binary.lerp(latent, self.float_share)
 
     def matrix(self):
         if torch.is_grad_enabled():
-            return binarize(self.weight, self.alpha())
+            return self._mixed(self.weight, binarize(self.weight, self.alpha()))
         # Inference: binarize once and reuse until the latent weights change (in-place updates bump _version).
-        key = (self.weight.data_ptr(), self.weight._version, None if self.scale is None else self.scale._version)
+        key = (self.weight.data_ptr(), self.weight._version, None if self.scale is None else self.scale._version,
+               None if self.col_scale is None else self.col_scale._version)
         if key != self._cache_key:
             self._cache_key, self._cache_value = key, binarize(self.weight, self.alpha())
         return self._cache_value
@@ -140,10 +157,14 @@ class BinaryMatrix(QuantizedMatrix):
             alpha = F.embedding(flat, self.scale)
         else:
             alpha = self.scale
-        return binarize(rows, round_ste(alpha, self.storage_dtype)).view(*ids.shape, self.cols)
+        alpha = self._with_col_scale(round_ste(alpha, self.storage_dtype))
+        return self._mixed(rows, binarize(rows, alpha)).view(*ids.shape, self.cols)
 
     @torch.no_grad()
     def packed_tensors(self):
+        if self.col_scale is not None:
+            return {"bits": pack_signs(self.weight), "scale": self.scale.to(self.storage_dtype),
+                    "col_scale": self.col_scale.to(self.storage_dtype)}
         return {"bits": pack_signs(self.weight), "scale": self.alpha().to(self.storage_dtype)}
 
     @torch.no_grad()
@@ -157,10 +178,15 @@ class BinaryMatrix(QuantizedMatrix):
 
     @torch.no_grad()
     def _reset_scale(self):
-        """Learned scalars start at mean |W|; the BLLM gamma at 1/sqrt(fan-in) (mean |W| per column for the embedding)."""
+        """Learned scalars start at mean |W| (row and column scalars at the rank-1 fit of |W|); the BLLM gamma at
+        1/sqrt(fan-in) (mean |W| per column for the embedding)."""
         if self.scale is None:
             return
-        if self.scaling != "bllm":
+        if self.col_scale is not None:
+            row, column = rank_one_scales(self.weight)
+            self.scale.copy_(row)
+            self.col_scale.copy_(column)
+        elif self.scaling != "bllm":
             self.scale.copy_(mean_abs_scale(self.weight, self.scaling))
         elif self.scale_shape == (self.rows, 1):
             self.scale.fill_(self.cols ** -0.5)
@@ -302,6 +328,7 @@ class PackedBinaryMatrix(PackedMatrix):
         self.storage_dtype = storage_dtype
         self.register_buffer("bits", torch.zeros(rows, packed_width(cols), dtype=torch.uint8))
         self.register_buffer("scale", torch.zeros(_scale_shape(rows, cols, scaling, gamma_axis)))
+        self.register_buffer("col_scale", torch.zeros(1, cols) if scaling == "row_col" else None)
 
     def extra_repr(self):
         return f"rows={self.rows}, cols={self.cols}, binary, packed"
@@ -309,15 +336,21 @@ class PackedBinaryMatrix(PackedMatrix):
     def rows_of(self, index):
         signs = unpack_signs(self.bits[index], self.cols, self.scale.dtype)
         scale = self.scale[index] if self.scale.shape[0] == self.rows and self.rows > 1 else self.scale
-        return signs.mul_(scale)
+        signs = signs.mul_(scale)
+        return signs if self.col_scale is None else signs.mul_(self.col_scale)
 
     def table_linear(self, inputs):
+        if self.col_scale is not None:
+            inputs = inputs * self.col_scale
         if self.scale.shape[0] == 1 and self.scale.shape[1] == self.cols and self.cols > 1:
             return signs_matmul(inputs * self.scale, self.bits, self.cols)  # a scale per input column (BLLM gamma)
         return signs_matmul(inputs, self.bits, self.cols) * self.scale.reshape(1, -1)
 
     def packed_tensors(self):
-        return {"bits": self.bits, "scale": self.scale.to(self.storage_dtype)}
+        tensors = {"bits": self.bits, "scale": self.scale.to(self.storage_dtype)}
+        if self.col_scale is not None:
+            tensors["col_scale"] = self.col_scale.to(self.storage_dtype)
+        return tensors
 
 
 class PackedPQMatrix(PackedMatrix):

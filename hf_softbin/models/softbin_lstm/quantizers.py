@@ -66,6 +66,21 @@ def mean_abs_scale(weight: torch.Tensor, granularity: str) -> torch.Tensor:
     raise ValueError(f"mean_abs_scale: granularity must be 'row' or 'tensor', got {granularity!r}")
 
 
+def rank_one_scales(weight: torch.Tensor, iterations: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column scalars `g` (rows, 1) and `h` (1, cols), non-negative, with `g * h` the best rank-1 fit of |W|
+    (its leading singular pair, by power iteration; |W| >= 0, so both vectors are non-negative). `h` has mean 1, so
+    `g` is close to the row scalars mean |W| when the columns are alike."""
+    magnitude = weight.detach().abs().float()
+    column = magnitude.mean(dim=0)  # a non-negative start, never orthogonal to the leading vector
+    for _ in range(iterations):
+        row = magnitude @ column
+        column = magnitude.T @ row
+        column = column / column.norm().clamp(min=1e-30)
+    row = magnitude @ column  # g h^T = (|W| v) v^T with ||v|| = 1
+    mean = column.mean().clamp(min=1e-30)
+    return (row * mean).unsqueeze(1).to(weight.dtype), (column / mean).unsqueeze(0).to(weight.dtype)
+
+
 def round_ste(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Round to `dtype` precision in the forward pass, identity in the backward pass."""
     if dtype == value.dtype:
@@ -110,7 +125,7 @@ def signs_matmul(inputs: torch.Tensor, bits: torch.Tensor, cols: int) -> torch.T
     a byte, so each output is a sum of one table entry per byte: fast for a few rows (single-stream decoding).
     """
     n, width = inputs.shape[0], bits.shape[1]
-    padded = F.pad(inputs, (0, width * 8 - cols)).view(n * width, 8)
+    padded = F.pad(inputs, (0, width * 8 - cols)).reshape(n * width, 8)
     patterns = _BYTE_PATTERNS.to(device=inputs.device, dtype=inputs.dtype)
     tables = (padded @ patterns.T).view(n, width, 256)  # inputs . bits of each pattern, byte by byte
     positive = _sum_tables(tables, bits)  # inputs . [sign > 0]
