@@ -116,6 +116,8 @@ class LSTMState:
 
 @dataclass
 class SoftBinLSTMOutput(ModelOutput):
+    """`hidden_states` (with `output_hidden_states=True`): the embedding output, then every LSTM layer's output."""
+
     last_hidden_state: torch.FloatTensor | None = None
     cache: LSTMState | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
@@ -492,28 +494,58 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
                         self.stored(layer.bias_ih, "lstm"), self.stored(layer.bias_hh, "lstm")]
         return weights
 
-    def run_lstm(self, inputs: torch.Tensor, state: LSTMState, mask: torch.Tensor | None) -> tuple[torch.Tensor, LSTMState]:
-        """The fused LSTM kernel over (batch, time, features); `mask` marks real tokens (padding may be anywhere)."""
+    def run_lstm(self, inputs: torch.Tensor, state: LSTMState, mask: torch.Tensor | None,
+                 every_layer: bool = False) -> tuple[torch.Tensor, LSTMState, tuple[torch.Tensor, ...] | None]:
+        """The fused LSTM kernel over (batch, time, features); `mask` marks real tokens (padding may be anywhere).
+
+        Returns the last layer's output, the new state and, with `every_layer`, each layer's output (the kernel then
+        runs layer by layer: the same computation, dropout between layers included)."""
         single_step = inputs.shape[1] == 1 and (mask is None or bool(mask.all()))
-        if single_step and not self.training and self.lstm_kept_packed():
-            return self.lstm_step(inputs, state)
-        weights = self.lstm_weights()
-        layers, dropout, training = self.config.num_hidden_layers, self.config.dropout, self.training
+        if single_step and not every_layer and not self.training and self.lstm_kept_packed():
+            return *self.lstm_step(inputs, state), None
         if mask is None or bool(mask.all()):
-            output, h, c = _VF.lstm(inputs, (state.h, state.c), weights, True, layers, dropout, training, False, True)
-            return output, LSTMState(h, c)
+            output, h, c, outputs = self._fused_lstm(inputs, None, (state.h, state.c), every_layer)
+            return output, LSTMState(h, c), outputs
         # Move each row's real tokens to the front (stable), run them as a packed batch, then put outputs back.
         order = torch.argsort((~mask.bool()).to(torch.int8), dim=1, stable=True)
         lengths = mask.sum(dim=1)
         gathered = inputs.gather(1, order.unsqueeze(-1).expand_as(inputs))
         packed = pack_padded_sequence(gathered, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         hx = (state.h.index_select(1, packed.sorted_indices), state.c.index_select(1, packed.sorted_indices))
-        data, h, c = _VF.lstm(packed.data, packed.batch_sizes, hx, weights, True, layers, dropout, training, False)
+        data, h, c, layer_data = self._fused_lstm(packed.data, packed.batch_sizes, hx, every_layer)
         h, c = h.index_select(1, packed.unsorted_indices), c.index_select(1, packed.unsorted_indices)
-        front, _ = pad_packed_sequence(packed._replace(data=data), batch_first=True, total_length=inputs.shape[1])
-        output = torch.zeros_like(front).scatter_(1, order.unsqueeze(-1).expand_as(front), front)
+
+        def unpack(rows: torch.Tensor) -> torch.Tensor:
+            front, _ = pad_packed_sequence(packed._replace(data=rows), batch_first=True, total_length=inputs.shape[1])
+            return torch.zeros_like(front).scatter_(1, order.unsqueeze(-1).expand_as(front), front)
+
         empty = (lengths == 0).view(1, -1, 1)
-        return output, LSTMState(torch.where(empty, state.h, h), torch.where(empty, state.c, c))
+        outputs = tuple(unpack(rows) for rows in layer_data) if every_layer else None
+        return unpack(data), LSTMState(torch.where(empty, state.h, h), torch.where(empty, state.c, c)), outputs
+
+    def _fused_lstm(self, inputs, batch_sizes, hx, every_layer: bool):
+        """`_VF.lstm` over all layers at once, or one layer at a time to keep every layer's output. `batch_sizes` is
+        set for packed sequences (`inputs` is then their data)."""
+        weights = self.lstm_weights()
+        layers, dropout, training = self.config.num_hidden_layers, self.config.dropout, self.training
+
+        def kernel(x, state, layer_weights, num_layers, layer_dropout):
+            if batch_sizes is None:
+                return _VF.lstm(x, state, layer_weights, True, num_layers, layer_dropout, training, False, True)
+            return _VF.lstm(x, batch_sizes, state, layer_weights, True, num_layers, layer_dropout, training, False)
+
+        if not every_layer:
+            return *kernel(inputs, hx, weights, layers, dropout), None
+        x, hs, cs, outputs = inputs, [], [], []
+        for index in range(layers):
+            if index:
+                x = F.dropout(x, dropout, training)
+            x, h, c = kernel(x, (hx[0][index:index + 1], hx[1][index:index + 1]), weights[4 * index:4 * index + 4],
+                             1, 0.0)
+            hs.append(h)
+            cs.append(c)
+            outputs.append(x)
+        return x, torch.cat(hs), torch.cat(cs), tuple(outputs)
 
     def project(self, lstm_output: torch.Tensor) -> torch.Tensor:
         """The optional projection after the last LSTM layer (identity without one)."""
@@ -558,9 +590,10 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
         elif isinstance(cache, tuple):
             cache = LSTMState(*cache)
         mask = attention_mask[:, -length:] if attention_mask is not None else None
-        hidden, state = self.run_lstm(hidden, cache, mask)
+        embedded = hidden
+        hidden, state, layer_outputs = self.run_lstm(hidden, cache, mask, every_layer=bool(output_hidden_states))
         hidden = self.project(self.dropout(hidden))
-        all_hidden = (hidden,) if output_hidden_states else None
+        all_hidden = (embedded, *layer_outputs) if output_hidden_states else None
         state = state if use_cache else None
         if not return_dict:
             return tuple(value for value in (hidden, state, all_hidden) if value is not None)
