@@ -26,6 +26,15 @@ def cmd_demo(args):
           f"(try: hf-softbin summary {args.output_dir}/student)")
 
 
+def cmd_sample(args):
+    from .training.sampled_text import sample_command
+
+    path = sample_command([args.teacher, *args.ensemble], args.tokens, args.seed, args.output)
+    with open(path, encoding="utf-8") as text:
+        lines = text.read().splitlines()
+    print(f"sampled text: {path} ({len(lines):,} sentences, {sum(len(line.split()) + 1 for line in lines):,} tokens)")
+
+
 def load_language_model(args):
     from .scoring.lm import LanguageModel
 
@@ -89,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="offline: train a teacher and a 1-bit distilled student on a generated corpus")
     demo.add_argument("--output-dir", default="demo-output", help="where the corpus and both run directories go")
     demo.set_defaults(func=cmd_demo)
+
+    sample = commands.add_parser(
+        "sample", help="sample text from a trained float model (distillation text for a student)",
+        description="Plain ancestral sampling at temperature 1 from a trained full-precision model (or the average of "
+                    "an ensemble's probabilities): sentences of words, one a line. Without --output the text goes "
+                    "where a training run with distill.sampled_text_ratio looks for it (TEACHER/sampled_text/).")
+    sample.add_argument("teacher", help="a trained float model directory (with its tokenizer) or a Hub id")
+    sample.add_argument("--tokens", type=int, required=True, help="how many tokens to draw (words and <eos>)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0, as distill.sampled_text_seed)")
+    sample.add_argument("--ensemble", action="append", default=[], metavar="MODEL",
+                        help="another float model whose probabilities are averaged with the teacher's (repeatable)")
+    sample.add_argument("--output", help="write the text here instead of the teacher's cache")
+    sample.set_defaults(func=cmd_sample)
 
     def model_options(command):
         command.add_argument("model", help="a model directory (with its tokenizer) or a Hub id")

@@ -1,6 +1,15 @@
-"""Knowledge distillation from a full-precision teacher (docs/method.md, "Knowledge distillation")."""
+"""Knowledge distillation from a full-precision teacher (docs/method.md, "Knowledge distillation").
+
+The teacher is one float model or an ensemble of them; the student learns from its next-word distribution (the KL
+term), optionally from its LSTM outputs (the hidden-state term), on the real text and on text sampled from it
+(sampled_text.py).
+"""
+
+import math
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 class DistillationLoss(torch.autograd.Function):
@@ -103,3 +112,56 @@ def init_student_from_teacher(student, teacher):
         parameter.copy_(source)
     for matrix in student.matrices().values():
         matrix.fit_to_latent_()
+
+
+def hidden_state_loss(student_layers: tuple[torch.Tensor, ...], teacher_layers: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Mean over layers and tokens of ||h_s / |h_s| - h_t / |h_t|||^2: each LSTM layer's output of the student pulled
+    toward the teacher's direction (as OneBit and LLM-QAT do), whatever the two models' scales."""
+    if len(student_layers) != len(teacher_layers):
+        raise ValueError(f"the hidden-state loss pairs layers: the student has {len(student_layers)} LSTM layers, the "
+                         f"teacher {len(teacher_layers)}")
+    losses = [(F.normalize(student.float(), dim=-1) - F.normalize(teacher.float(), dim=-1)).pow(2).sum(-1).mean()
+              for student, teacher in zip(student_layers, teacher_layers)]
+    return torch.stack(losses).mean()
+
+
+@dataclass
+class TeacherOutput:
+    logits: torch.Tensor  # next-word logits; for an ensemble, the log of its members' mean probabilities
+    states: list  # one carried LSTMState per member
+    layers: tuple[torch.Tensor, ...] | None  # the first member's LSTM layer outputs, when asked for
+
+
+class Teacher:
+    """The frozen full-precision model(s) a student learns from: one model, or an ensemble whose members' next-word
+    probabilities are averaged. Each member carries its own LSTM state; the first one's layers serve the hidden-state
+    loss and its weights initialize the student."""
+
+    def __init__(self, models: list):
+        if not models:
+            raise ValueError("a teacher needs at least one model")
+        vocabularies = {model.config.vocab_size for model in models}
+        if len(vocabularies) > 1:
+            raise ValueError(f"the ensemble's models have different vocabulary sizes {sorted(vocabularies)}")
+        self.models = [model.eval().requires_grad_(False) for model in models]
+
+    @property
+    def first(self):
+        return self.models[0]
+
+    def to(self, device) -> "Teacher":
+        self.models = [model.to(device) for model in self.models]
+        return self
+
+    @torch.no_grad()
+    def __call__(self, input_ids: torch.Tensor, states: list | None = None, layers: bool = False) -> TeacherOutput:
+        states = states or [None] * len(self.models)
+        outputs = [model(input_ids=input_ids, cache=state, output_hidden_states=layers and index == 0)
+                   for index, (model, state) in enumerate(zip(self.models, states))]
+        if len(outputs) == 1:
+            logits = outputs[0].logits
+        else:
+            log_probs = torch.stack([F.log_softmax(output.logits.float(), dim=-1) for output in outputs])
+            logits = torch.logsumexp(log_probs, dim=0) - math.log(len(outputs))
+        hidden = outputs[0].hidden_states[1:] if layers else None  # without the embedding output
+        return TeacherOutput(logits, [output.cache for output in outputs], hidden)

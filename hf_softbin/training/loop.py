@@ -24,15 +24,17 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..models.softbin_lstm import SoftBinLSTMForCausalLM, register_latent_clipping
 from ..models.softbin_lstm.checkpoint import WEIGHTS_NAME, write_bytes_atomic
 from ..summary import float_file_bytes
 from ..tokenization import save_tokenizer, train_word_tokenizer_from_dataset
 from .data import IGNORE_INDEX, batchify, eval_streams, load_text_splits, oov_rate, token_stream, tokenize_splits
-from .distill import check_same_vocabulary, distillation_loss, init_student_from_teacher
+from .distill import Teacher, check_same_vocabulary, distillation_loss, hidden_state_loss, init_student_from_teacher
+from .optim import BinarizationRamp, build_optimizer, build_schedule, weight_average
 from .recipe import RunConfig, load_run_config, parse_overrides
+from .sampled_text import cached_sample
 from .resume import Progress, StopSignal, resolve_resume, save_checkpoint, stack_states, unstack_state
 from .run_files import CHECKPOINT_DIR, CURVE_FILE, MASTER_DIR, METRICS_FILE
 
@@ -114,32 +116,47 @@ def prepare_streams(config: RunConfig, accelerator: Accelerator):
     return tokenizer, streams
 
 
-def load_teacher(config: RunConfig, student: SoftBinLSTMForCausalLM, device):
-    path = config.distill.teacher
-    teacher = AutoModelForCausalLM.from_pretrained(path)
-    if teacher.config.vocab_size != student.config.vocab_size:
-        raise ValueError(f"teacher {path} has a vocabulary of {teacher.config.vocab_size} words, the student "
-                         f"{student.config.vocab_size}: they must share one vocabulary")
+def teacher_paths(config: RunConfig) -> list[str]:
+    return [config.distill.teacher, *config.distill.ensemble]
+
+
+def load_teacher(config: RunConfig, student: SoftBinLSTMForCausalLM, tokenizer, device) -> Teacher:
+    """The teacher (and its ensemble), checked against the student: one vocabulary, and for the hidden-state loss
+    the same LSTM layers; the student starts from the first teacher's weights when the recipe says so."""
+    models = []
+    for path in teacher_paths(config):
+        model = AutoModelForCausalLM.from_pretrained(path)
+        if model.config.vocab_size != student.config.vocab_size:
+            raise ValueError(f"teacher {path} has a vocabulary of {model.config.vocab_size} words, the student "
+                             f"{student.config.vocab_size}: they must share one vocabulary")
+        if path != config.distill.teacher:
+            check_same_vocabulary(AutoTokenizer.from_pretrained(path), tokenizer, path)
+        models.append(model)
+    teacher = Teacher(models)
+    if config.distill.hidden_weight:
+        shapes = [(c.num_hidden_layers, c.hidden_size) for c in (teacher.first.config, student.config)]
+        if shapes[0] != shapes[1]:
+            raise ValueError(f"distill.hidden_weight compares LSTM layer outputs, but the teacher {config.distill.teacher} "
+                             f"has {shapes[0][0]} layers of {shapes[0][1]} units and the student {shapes[1][0]} of "
+                             f"{shapes[1][1]}: set distill.hidden_weight to 0 or use a teacher of the student's shape")
     if config.distill.init_from_teacher:
-        init_student_from_teacher(student, teacher)
-    teacher.requires_grad_(False)
-    return teacher.eval().to(device)
+        init_student_from_teacher(student, teacher.first)
+    return teacher.to(device)
 
 
-def build_optimizer(config: RunConfig, model):
-    training = config.training
-    kind = torch.optim.Adam if training.optimizer == "adam" else torch.optim.SGD
-    return kind(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
-
-
-def build_schedule(config: RunConfig, optimizer, total_steps: int):
-    """A per-step schedule (cosine, linear, constant) or the classic plateau decay, stepped after evaluations."""
-    training = config.training
-    if training.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=training.plateau_factor,
-                                                          patience=training.plateau_patience)
-    name = "constant_with_warmup" if training.schedule == "constant" else training.schedule
-    return get_scheduler(name, optimizer, num_warmup_steps=training.warmup_steps, num_training_steps=total_steps)
+def add_sampled_text(config: RunConfig, accelerator: Accelerator, teacher: Teacher, tokenizer,
+                     train_stream: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The real training stream followed by text sampled from the teacher (`distill.sampled_text_ratio` times as
+    many tokens, cached beside the teacher); and what was added, for metrics.json."""
+    distill = config.distill
+    num_tokens = round(distill.sampled_text_ratio * (len(train_stream) - 1))
+    with accelerator.main_process_first():
+        path = cached_sample(teacher, teacher_paths(config), tokenizer, num_tokens, distill.sampled_text_seed,
+                             config.output_dir, progress=accelerator.is_main_process)
+        sampled = token_stream(tokenize_splits(load_text_splits(train_file=path), tokenizer, "text")["train"],
+                               tokenizer.eos_token_id)
+    accelerator.print(f"sampled text: {len(sampled) - 1:,} tokens from the teacher ({path})")
+    return torch.cat([train_stream, sampled[1:]]), {"path": path, "tokens": len(sampled) - 1}
 
 
 @torch.no_grad()
@@ -168,19 +185,31 @@ def evaluate(model, stream: torch.Tensor, accelerator: Accelerator, batch_size: 
     return (totals[0] / totals[1]).item(), int(totals[1].item())
 
 
-def segment_loss(model, teacher, x, y, state, teacher_state, config: RunConfig, accelerator: Accelerator):
+def segment_loss(model, teacher: Teacher | None, x, y, state, teacher_states, config: RunConfig,
+                 accelerator: Accelerator):
     """Loss of one BPTT segment (cross-entropy, or the distillation loss with a teacher), the cross-entropy alone,
     and the carried states of student and teacher."""
-    output = model(input_ids=x, cache=state)
+    distill = config.distill
+    layers = teacher is not None and distill.hidden_weight > 0
+    output = model(input_ids=x, cache=state, output_hidden_states=layers)
     state = output.cache.detach()
     if teacher is None:
         loss = F.cross_entropy(output.logits.reshape(-1, output.logits.shape[-1]).float(), y.reshape(-1))
         return loss, loss, state, None
     with torch.no_grad(), accelerator.autocast():
-        teacher_output = teacher(input_ids=x, cache=teacher_state)
-    loss, ce = distillation_loss(output.logits, teacher_output.logits, y, config.distill.kd_lambda,
-                                 config.distill.temperature)
-    return loss, ce, state, teacher_output.cache
+        teacher_output = teacher(x, teacher_states, layers=layers)
+    loss, ce = distillation_loss(output.logits, teacher_output.logits, y, distill.kd_lambda, distill.temperature)
+    if layers:
+        loss = loss + distill.hidden_weight * hidden_state_loss(output.hidden_states[1:], teacher_output.layers)
+    return loss, ce, state, teacher_output.states
+
+
+@torch.no_grad()
+def update_average(average, model):
+    """One step of the moving average of the parameters; buffers (PQ codes) are copied as they are."""
+    average.update_parameters(model)
+    for averaged, current in zip(average.module.buffers(), model.buffers()):
+        averaged.copy_(current)
 
 
 def weights_fingerprint(model) -> int:
@@ -242,24 +271,46 @@ class TrainingRun:
         resume = resolve_resume(config.resume_from_checkpoint, config.output_dir)
         self.tokenizer, self.streams = prepare_streams(config, accelerator)
         model = SoftBinLSTMForCausalLM(config.model_config(self.tokenizer))
-        self.teacher = load_teacher(config, model, accelerator.device) if config.distill.teacher else None
-        self.train_rows = batchify(self.streams["train"], training.batch_size, accelerator.process_index,
-                                   accelerator.num_processes)
+        self.teacher = (load_teacher(config, model, self.tokenizer, accelerator.device) if config.distill.teacher
+                        else None)
+        train_stream, self.sampled_text = self.streams["train"], None
+        if config.distill.sampled_text_ratio:
+            train_stream, self.sampled_text = add_sampled_text(config, accelerator, self.teacher, self.tokenizer,
+                                                               train_stream)
+        self.train_rows = self.rows_of(train_stream)
         self.segments = range(0, self.train_rows.shape[1] - 1, training.bptt)
-        steps_per_epoch = math.ceil(len(self.segments) / training.gradient_accumulation_steps)
+        steps_per_epoch = self.steps_for(len(self.segments))
+        # Evaluation, early stopping and the binarization ramp count in passes over the real text, so that sampled
+        # text added to it does not change how often a run is evaluated.
+        real_steps = self.steps_for(math.ceil((self.rows_of(self.streams["train"]).shape[1] - 1) / training.bptt))
         self.total_steps = training.max_steps or steps_per_epoch * training.max_epochs
-        self.eval_every = training.eval_every or steps_per_epoch
+        self.eval_every = training.eval_every or real_steps
+        self.ramp = (BinarizationRamp(model, round(training.binarize_ramp_epochs * real_steps))
+                     if training.binarize_ramp_epochs else None)
         optimizer = build_optimizer(config, model)
         register_latent_clipping(optimizer, model)
         self.schedule = build_schedule(config, optimizer, self.total_steps)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.raw_model = accelerator.unwrap_model(self.model)
+        self.average = weight_average(config, self.raw_model)
         self.progress = Progress()
-        accelerator.register_for_checkpointing(self.schedule, self.progress)
+        accelerator.register_for_checkpointing(self.schedule, self.progress, *filter(None, [self.average]))
         if resume is not None:
             accelerator.load_state(resume)
             accelerator.print(f"resumed from {resume} at epoch {self.progress.epoch}, step {self.progress.step}")
         accelerator.init_trackers("hf-softbin", config=_flat_hparams(config))
+
+    def rows_of(self, stream: torch.Tensor) -> torch.Tensor:
+        return batchify(stream, self.training.batch_size, self.accelerator.process_index,
+                        self.accelerator.num_processes)
+
+    def steps_for(self, segments: int) -> int:
+        return math.ceil(segments / self.training.gradient_accumulation_steps)
+
+    @property
+    def evaluated_model(self):
+        """The model evaluated and kept: the moving average of the weights when the recipe asks for one."""
+        return self.raw_model if self.average is None else self.average.module
 
     def finished(self) -> bool:
         progress = self.progress
@@ -286,7 +337,7 @@ class TrainingRun:
         """Train from the current segment to the end of the epoch (or until the step budget or a signal)."""
         progress, accelerator = self.progress, self.accelerator
         state = unstack_state(accelerator, progress.carried.get("student", {}))
-        teacher_state = unstack_state(accelerator, progress.carried.get("teacher", {}))
+        teacher_state = [unstack_state(accelerator, stacked) for stacked in progress.carried.get("teacher", [])] or None
         while progress.segment < len(self.segments) and progress.step < self.total_steps:
             state, teacher_state, stepped = self.train_segment(state, teacher_state)
             if not stepped:
@@ -302,10 +353,12 @@ class TrainingRun:
                 self.bar.close()
                 accelerator.end_training()
                 raise TrainingInterrupted(stop.received or signal.SIGTERM, checkpoint)
+        if progress.segment < len(self.segments):  # stopped by the step budget: a resumed run continues these states
+            self.carry(state, teacher_state)
 
     def carry(self, state, teacher_state):
         self.progress.carried = {"student": stack_states(self.accelerator, state),
-                                 "teacher": stack_states(self.accelerator, teacher_state)}
+                                 "teacher": [stack_states(self.accelerator, one) for one in teacher_state or []]}
 
     def train_segment(self, state, teacher_state):
         """One BPTT segment; returns the carried states and whether an optimizer step was taken."""
@@ -315,6 +368,8 @@ class TrainingRun:
         x = self.train_rows[:, start : start + length].to(accelerator.device)
         y = self.train_rows[:, start + 1 : start + 1 + length].to(accelerator.device)
         began = time.perf_counter()
+        if self.ramp is not None:
+            self.ramp.update(progress.step)
         with accelerator.accumulate(self.model):
             loss, ce, state, teacher_state = segment_loss(self.model, self.teacher, x, y, state, teacher_state,
                                                           self.config, accelerator)
@@ -335,6 +390,8 @@ class TrainingRun:
         if not accelerator.sync_gradients:
             return state, teacher_state, False
         progress.step += 1
+        if self.average is not None:
+            update_average(self.average, self.raw_model)
         if training.schedule != "plateau":
             self.schedule.step()
         if training.pq_reassign_every and progress.step % training.pq_reassign_every == 0:
@@ -351,11 +408,11 @@ class TrainingRun:
 
     def evaluate_and_checkpoint(self):
         progress, training = self.progress, self.training
-        loss, _ = evaluate(self.raw_model, self.streams["validation"], self.accelerator, training.eval_batch_size,
+        loss, _ = evaluate(self.evaluated_model, self.streams["validation"], self.accelerator, training.eval_batch_size,
                            training.bptt)
         point = {"step": progress.step, "epoch": progress.epoch + progress.segment / len(self.segments),
                  "valid_loss": loss, "valid_ppl": math.exp(loss), "lr": self.optimizer.param_groups[0]["lr"]}
-        progress.record(point, self.raw_model.state_dict())
+        progress.record(point, self.evaluated_model.state_dict())
         if training.schedule == "plateau":
             self.schedule.step(loss)
         self.accelerator.log({"valid/ppl": point["valid_ppl"], "valid/loss": loss, "lr": point["lr"]}, step=progress.step)
@@ -373,6 +430,8 @@ class TrainingRun:
         save_checkpoint(accelerator, config.output_dir)
         if progress.best_weights is not None:
             raw_model.load_state_dict(progress.best_weights)
+        elif self.average is not None:
+            raw_model.load_state_dict(self.average.module.state_dict())
         valid_loss, _ = evaluate(raw_model, self.streams["validation"], accelerator, training.eval_batch_size,
                                  training.bptt)
         test_loss, test_tokens = (evaluate(raw_model, self.streams["test"], accelerator, training.eval_batch_size,
@@ -404,6 +463,7 @@ class TrainingRun:
                 "best_epoch": progress.best_epoch,
                 "stopped_early": progress.converged(training.early_stopping_patience),
                 "world_size": accelerator.num_processes,
+                "sampled_text": self.sampled_text,
                 "replicas_identical": identical,
                 "history": progress.history,
                 "config": config.to_dict(),

@@ -48,8 +48,13 @@ class TrainingConfig:
     batch_size: int = 20
     eval_batch_size: int = 10
     bptt: int = 35
-    optimizer: str = "sgd"  # "sgd" or "adam"
+    optimizer: str = "sgd"  # "sgd", "adam", or "bop" (sign flips for binary latent weights, Adam for the rest)
     lr: float = 20.0
+    scale_lr: float | None = None  # learning rate of the learned scalars of binary matrices; None = lr
+    bop_threshold: float = 1e-8  # Bop: flip a sign when the gradient average exceeds this and agrees with the sign
+    bop_gamma: float = 1e-4  # Bop: the rate of that exponential average of gradients
+    ema_decay: float = 0.0  # evaluate and keep an exponential moving average of the weights (e.g. 0.999); 0 = off
+    binarize_ramp_epochs: float = 0.0  # move from the float latent weights to binary over this many epochs; 0 = off
     weight_decay: float = 0.0
     grad_clip: float = 0.25
     gradient_accumulation_steps: int = 1
@@ -57,7 +62,7 @@ class TrainingConfig:
     plateau_factor: float = 0.25  # the learning rate is multiplied by this when validation stops improving
     plateau_patience: int = 0  # evaluations without improvement before the learning rate is cut
     warmup_steps: int = 0
-    eval_every: int = 0  # optimizer steps between evaluations; 0 = once per epoch
+    eval_every: int = 0  # optimizer steps between evaluations; 0 = once per epoch of the real training text
     pq_reassign_every: int = 0  # optimizer steps between re-assignments of PQ codes; 0 = codes stay fixed
     log_every: int = 50
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (where the device supports it)
@@ -69,9 +74,13 @@ class TrainingConfig:
 @dataclass
 class DistillConfig:
     teacher: str | None = None  # a trained full-precision model directory or Hub id; None = no distillation
+    ensemble: list[str] = field(default_factory=list)  # more float models averaged with the teacher (probabilities)
     kd_lambda: float = 0.5  # weight of the KL term: (1 - lambda) * CE + lambda * T^2 * KL(teacher || student)
     temperature: float = 1.0
     init_from_teacher: bool = True  # start the student's latent weights from the teacher's
+    hidden_weight: float = 0.0  # weight of the loss between L2-normalized LSTM layer outputs of student and teacher
+    sampled_text_ratio: float = 0.0  # add text sampled from the teacher, this many times the real training tokens
+    sampled_text_seed: int = 0
 
 
 @dataclass
@@ -95,7 +104,7 @@ class RunConfig:
 
 SECTIONS = {"data": DataConfig, "training": TrainingConfig, "distill": DistillConfig}
 CHOICES = {
-    "training.optimizer": ("sgd", "adam"),
+    "training.optimizer": ("sgd", "adam", "bop"),
     "training.schedule": ("plateau", "cosine", "linear", "constant"),
     "training.mixed_precision": ("no", "fp16", "bf16"),
 }
@@ -166,7 +175,7 @@ def _validate(config: RunConfig, where: str):
     if unknown:
         raise ValueError(f"{where}: unknown model field(s) {unknown}; known: {', '.join(model_fields())}")
     try:
-        SoftBinLSTMConfig(vocab_size=1_000_000, **config.model)  # the real vocabulary is checked once it is known
+        model = SoftBinLSTMConfig(vocab_size=1_000_000, **config.model)  # the vocabulary is checked once it is known
     except (ValueError, TypeError) as err:
         raise ValueError(f"{where}: model: {err}") from None
     for key, choices in CHOICES.items():
@@ -183,6 +192,19 @@ def _validate(config: RunConfig, where: str):
             raise ValueError(f"{where}: training.{name} must be >= 0, got {getattr(training, name)}")
     if training.lr <= 0:
         raise ValueError(f"{where}: training.lr must be positive, got {training.lr}")
+    if training.scale_lr is not None and training.scale_lr <= 0:
+        raise ValueError(f"{where}: training.scale_lr must be positive or null, got {training.scale_lr}")
+    for name in ("bop_threshold", "bop_gamma", "binarize_ramp_epochs"):
+        if getattr(training, name) < 0:
+            raise ValueError(f"{where}: training.{name} must be >= 0, got {getattr(training, name)}")
+    if not 0.0 <= training.bop_gamma <= 1.0:
+        raise ValueError(f"{where}: training.bop_gamma must be in [0, 1], got {training.bop_gamma}")
+    if not 0.0 <= training.ema_decay < 1.0:
+        raise ValueError(f"{where}: training.ema_decay must be in [0, 1), got {training.ema_decay}")
+    learned_scalars = model.learnable_scale or model.scaling == "bllm"
+    if training.optimizer == "bop" and not ("binary" in model.quantization.values() and learned_scalars):
+        raise ValueError(f"{where}: training.optimizer bop flips the signs of binary matrices and leaves their "
+                         "magnitudes alone: it needs a binary part and learned scalars (model.learnable_scale: true)")
     if training.max_steps is not None and training.max_steps <= 0:
         raise ValueError(f"{where}: training.max_steps must be positive or null, got {training.max_steps}")
     data = config.data
@@ -194,13 +216,20 @@ def _validate(config: RunConfig, where: str):
         raise ValueError(f"{where}: data.max_oov_rate must be in [0, 1], got {data.max_oov_rate}")
     distill = config.distill
     if distill.teacher is not None:
-        if not SoftBinLSTMConfig(vocab_size=1_000_000, **config.model).is_quantized:
+        if not model.is_quantized:
             raise ValueError(f"{where}: distill.teacher is set but every part of the model is float: distillation "
                              "trains a quantized student")
         if not 0.0 <= distill.kd_lambda <= 1.0:
             raise ValueError(f"{where}: distill.kd_lambda must be in [0, 1], got {distill.kd_lambda}")
         if distill.temperature <= 0:
             raise ValueError(f"{where}: distill.temperature must be positive, got {distill.temperature}")
+        for name in ("hidden_weight", "sampled_text_ratio"):
+            if getattr(distill, name) < 0:
+                raise ValueError(f"{where}: distill.{name} must be >= 0, got {getattr(distill, name)}")
+    else:
+        for name, off in (("ensemble", []), ("hidden_weight", 0.0), ("sampled_text_ratio", 0.0)):
+            if getattr(distill, name) != off:
+                raise ValueError(f"{where}: distill.{name} is set but distill.teacher is not: it needs a teacher")
 
 
 def parse_overrides(tokens: list[str]) -> dict[str, str]:
