@@ -113,6 +113,39 @@ def render_search(results: dict) -> list[str]:
     return lines
 
 
+def render_quality(results: dict) -> list[str]:
+    """The quality study: every setting screened, its validation curve, the finalist's full run."""
+    quality = results["quality"]
+    lines = ["## Quality methods: changes to how the 1-bit student is trained", "", _machine_line(results, "quality"),
+             "", "Commands:", ""]
+    lines += [f"- {family}: `{command}`" for family, command in quality["commands"].items()]
+    lines += ["", quality["protocol"], ""]
+    for family, entries in quality["families"].items():
+        teacher = quality.get("teachers", {}).get(family)
+        if teacher:
+            lines += [f"Teacher ({family}): `{teacher['run_dir']}`, validation perplexity {teacher['valid_ppl']:.2f}, "
+                      f"test {teacher['test_ppl']:.2f} ({teacher['epochs']} epochs, "
+                      f"{teacher['train_seconds'] / 60:.0f} min of training).", ""]
+        lines += ["| setting | change | best valid ppl | valid / teacher | validation after each pass over the real "
+                  "text | sampled tokens | minutes | test ppl |", "|---|---|---|---|---|---|---|---|"]
+        winner = quality["winners"].get(family, {}).get("setting")
+        for setting, entry in sorted(entries.items(), key=lambda item: item[1]["screen"]["valid_ppl"]):
+            for stage in ("screen", "final"):
+                run = entry.get(stage)
+                if run is None:
+                    continue
+                change = ", ".join(f"{key}={value}" for key, value in entry.get("changes", {}).items()) or "(none)"
+                ratio = _f(teacher and run["valid_ppl"] / teacher["valid_ppl"], ".3f")
+                name = f"`{setting}`" + (" **(winner)**" if setting == winner and stage == "final" else "")
+                name += " (continued to early stopping)" if stage == "final" else ""
+                lines.append(f"| {name} | {change} | {run['valid_ppl']:.2f} | {ratio} | "
+                             f"{', '.join(f'{value:.1f}' for value in run['valid_curve'])} | "
+                             f"{run.get('sampled_tokens', 0):,} | {run['wall_seconds'] / 60:.0f} | "
+                             f"{_f(run['test_ppl'])} |")
+        lines.append("")
+    return lines
+
+
 def render_benchmark(results: dict) -> list[str]:
     bench, rows = results["benchmark"], results["rows"]
     reference = rows[0]
@@ -191,7 +224,8 @@ def plot(results: dict, path: str) -> None:
     save_figure(figure, path, dpi=110)
 
 
-SECTIONS = (("benchmark", render_benchmark), ("asr", render_asr), ("search", render_search), ("memory", render_memory))
+SECTIONS = (("benchmark", render_benchmark), ("quality", render_quality), ("asr", render_asr), ("search", render_search),
+            ("memory", render_memory))
 
 
 def render(results: dict) -> str:

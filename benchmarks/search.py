@@ -17,6 +17,13 @@ Every family (float teacher, BLLM, soft, soft + KD) is searched the same way:
 
 Each run is saved as it finishes (`--results`, JSON); a second invocation skips what is done, so the search can be
 interrupted and continued. The winners are copied into the recipes by hand, with the table this writes.
+
+The `quality` family studies changes to the training method of soft + KD (not its hyper-parameters): which text to
+distil on (the real text, or the real text with text sampled from the teacher), then one method at a time on the best
+text (hidden-state loss, row and column scalars, progressive binarization, weight averaging, slower latent weights,
+Bop, an ensemble teacher), and, separately (`--family parts`), which part of the model costs the most when it alone
+is binarized. These settings all train for the same number of optimizer steps (`--screen-epochs` passes' worth of
+the real text) and are evaluated once per pass over the real text, whatever text they train on.
 """
 
 import argparse
@@ -33,7 +40,7 @@ from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic  # noqa:
 
 RECIPES = os.path.join("configs", "wt2-mini")
 # Settings trained to convergence after screening, per family.
-FINALISTS = {"teacher": 1, "bllm": 2, "soft": 1, "soft-kd": 2, "pq-soft-kd": 1}
+FINALISTS = {"teacher": 1, "bllm": 2, "soft": 1, "soft-kd": 2, "pq-soft-kd": 1, "quality": 1, "parts": 0}
 # Product quantization (5 codes a row): codes fixed or re-assigned from the latent rows every 200 steps, codebooks in
 # float16 or soft-binarized. Trained with the soft + KD winner's settings.
 PQ_VARIANTS = {
@@ -46,7 +53,42 @@ PROTOCOL = ("Each setting trains for a few epochs (screening); the best by valid
             "its screening checkpoint until validation stops improving or the epoch cap; the winner is the finalist "
             "with the lowest validation perplexity (where no finalist was trained, the best screened setting; PQ variants "
             "compete only at the smallest file). Test perplexity is shown, never used to choose.")
-FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd")
+FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd", "quality", "parts")
+STUDY_FAMILIES = ("quality", "parts")  # changes of method, reported in their own section
+QUALITY_PROTOCOL = ("Every setting starts from the shipped soft + KD recipe (configs/wt2-mini/soft-kd.yaml) and its "
+                    "teacher, changes one thing, and trains for the same number of optimizer steps; validation "
+                    "perplexity is measured once per pass over the real training text. The best text is chosen "
+                    "first, then each method is tried on it; the best setting continues to early stopping. Test "
+                    "perplexity is shown, never used to choose.")
+# Quality study, first stage: the text the student distils on. The recipe mixes cross-entropy on the real text with
+# the KL term (kd_lambda 0.5); on sampled text only the teacher's distribution means anything, so KL only.
+TEXT_VARIANTS = {
+    "recipe": {},
+    "kl-only": {"distill.kd_lambda": 1.0},
+    **{f"sampled{ratio}x": {"distill.kd_lambda": 1.0, "distill.sampled_text_ratio": ratio} for ratio in (1, 3, 7)},
+}
+
+
+def method_variants(text: str, ensemble: list[str]) -> dict[str, dict]:
+    """Quality study, second stage: one change of method at a time on the best text."""
+    variants = {
+        f"{text}+hidden0.1": {"distill.hidden_weight": 0.1},
+        f"{text}+row-col": {"model.scaling": "row_col"},
+        f"{text}+ramp1": {"training.binarize_ramp_epochs": 1.0},
+        f"{text}+ema0.995": {"training.ema_decay": 0.995},
+        f"{text}+latent-lr0.25x": {"training.lr": 0.00025, "training.scale_lr": 0.001},
+        # Gradients of the latent weights are about 1e-6 here: Larq's threshold 1e-8 would flip signs on noise.
+        f"{text}+bop": {"training.optimizer": "bop", "training.bop_threshold": 1e-7},
+    }
+    if ensemble:
+        variants[f"{text}+ensemble{len(ensemble) + 1}"] = {"distill.ensemble": "[" + ",".join(ensemble) + "]"}
+    return variants
+
+
+# Which part costs the most: the soft + KD recipe on the real text with one part binarized, the others float.
+PART_VARIANTS = {f"{part}-only": {"model.quantization": "{" + ", ".join(
+    f"{other}: {'binary' if other == part else 'float'}" for other in ("embedding", "lstm", "output")) + "}"}
+    for part in ("embedding", "lstm", "output")}
 
 OPTIMIZERS = {
     "sgd-lr10": {"training.optimizer": "sgd", "training.lr": 10},
@@ -112,6 +154,18 @@ def pq_base(winners: dict) -> tuple[str, dict]:
     return "pq-soft-kd.yaml", family_base("soft-kd", winners["teacher"]["run_dir"])[1] | OPTIMIZERS["adam-lr2e-3"]
 
 
+def real_text_steps(recipe: str) -> int:
+    """Optimizer steps in one pass over the real training text of a wt2-mini recipe (the words of its non-blank
+    lines and one `<eos>` each, cut into batch_size rows and bptt segments)."""
+    from hf_softbin.training.recipe import load_run_config
+
+    config = load_run_config(os.path.join(RECIPES, recipe))
+    with open(config.data.train_file, encoding="utf-8") as handle:
+        tokens = 1 + sum(len(line.split()) + 1 for line in handle if line.strip())
+    training = config.training
+    return -(-(tokens // training.batch_size - 1) // training.bptt)
+
+
 def train(recipe: str, output_dir: str, overrides: dict, resume: bool, log_path: str) -> dict:
     command = [sys.executable, "-m", "hf_softbin.cli", "train", os.path.join(RECIPES, recipe),
                "--output_dir", output_dir]
@@ -133,7 +187,8 @@ def train(recipe: str, output_dir: str, overrides: dict, resume: bool, log_path:
             "best_epoch": metrics["best_epoch"], "stopped_early": metrics["stopped_early"],
             "compression_ratio": metrics["compression_ratio"], "train_seconds": metrics["train_seconds"],
             "wall_seconds": time.time() - began,
-            "valid_curve": [round(point["valid_ppl"], 2) for point in history]}
+            "valid_curve": [round(point["valid_ppl"], 2) for point in history],
+            "sampled_tokens": (metrics.get("sampled_text") or {}).get("tokens", 0)}
 
 
 class Search:
@@ -142,13 +197,23 @@ class Search:
         self.results = json.load(open(args.results)) if os.path.exists(args.results) else {}
 
     def save(self):
+        """Write the results file, and the search's and the quality study's sections of benchmarks/results.json."""
         write_text_atomic(self.args.results, json.dumps(self.results, indent=1) + "\n")
-        families = {name: entries for name, entries in self.results.items() if name not in ("winners", "commands")}
-        winners = self.results.get("winners", {})
-        report.update({"search": {"commands": self.results.get("commands", {}), "protocol": PROTOCOL,
-                                  "families": families, "winners": winners,
-                                  "not_searched": [name for name in FAMILIES if name not in winners]}},
-                      self.args.results_dir)
+        families = {name: entries for name, entries in self.results.items()
+                    if name not in ("winners", "commands", "teachers")}
+        winners, commands = self.results.get("winners", {}), self.results.get("commands", {})
+        sections = {}
+        for key, names in (("search", [name for name in FAMILIES if name not in STUDY_FAMILIES]),
+                           ("quality", STUDY_FAMILIES)):
+            chosen = {name: entries for name, entries in families.items() if name in names}
+            if chosen:
+                sections[key] = {"commands": {name: commands[name] for name in chosen if name in commands},
+                                 "protocol": PROTOCOL if key == "search" else QUALITY_PROTOCOL, "families": chosen,
+                                 "winners": {name: winners[name] for name in chosen if name in winners},
+                                 "not_searched": [name for name in names if name not in winners],
+                                 "teachers": {name: teacher for name, teacher in self.results.get("teachers", {}).items()
+                                              if name in chosen}}
+        report.update(sections, self.args.results_dir)
 
     def run_dir(self, family: str, setting: str) -> str:
         return os.path.join(self.args.runs_dir, family, setting)
@@ -158,13 +223,19 @@ class Search:
         for setting, overrides in settings.items():
             if setting in entries and "screen" in entries[setting]:
                 continue
-            merged = {**base, **overrides, **self.args.extra, "training.max_epochs": self.args.screen_epochs}
+            merged = {**base, **overrides, **self.screen_budget(family), **self.args.extra}
             print(f"[{family}] screening {setting}", flush=True)
             outcome = train(recipe, self.run_dir(family, setting), merged, False, self.args.log)
-            entries[setting] = {"overrides": {**base, **overrides}, "screen": outcome}
+            entries[setting] = {"overrides": {**base, **overrides}, "changes": overrides, "screen": outcome}
             self.save()
             print(f"[{family}] {setting}: valid ppl {outcome['valid_ppl']:.2f} after {outcome['epochs']} epochs",
                   flush=True)
+
+    def screen_budget(self, family: str) -> dict:
+        """Screening epochs; for the quality study, the same number of optimizer steps for every setting."""
+        if family in ("quality", "parts"):
+            return {"training.max_steps": self.args.screen_epochs * real_text_steps("soft-kd.yaml")}
+        return {"training.max_epochs": self.args.screen_epochs}
 
     def screen_lower_rates(self, family: str, recipe: str):
         best = self.best_screened(family, 1)[0]
@@ -204,8 +275,41 @@ class Search:
         shown = entries[winner].get("final", entries[winner]["screen"])
         print(f"[{family}] winner {winner}: valid ppl {shown['valid_ppl']:.2f}", flush=True)
 
+    def quality(self, family: str):
+        """The quality study (see the module docstring): text first, then methods on the best text; or the parts."""
+        teacher = self.teacher_dir(family)
+        base = family_base("soft-kd", teacher)[1]  # the shipped soft + KD recipe
+        with open(os.path.join(teacher, "metrics.json")) as handle:
+            metrics = json.load(handle)
+        self.results.setdefault("teachers", {})[family] = {
+            "run_dir": teacher, "valid_ppl": metrics["valid_ppl"], "test_ppl": metrics["test_ppl"],
+            "epochs": metrics["epochs"], "train_seconds": metrics["train_seconds"]}
+        if family == "parts":
+            self.screen(family, PART_VARIANTS, "soft-kd.yaml", base)
+            return
+        self.screen(family, TEXT_VARIANTS, "soft-kd.yaml", base)
+        if self.args.stop_after == "text":
+            return
+        text = self.best_screened(family, 1)[0]
+        self.screen(family, method_variants(text, self.args.ensemble), "soft-kd.yaml",
+                    {**base, **TEXT_VARIANTS[text]})
+        if self.args.stop_after == "methods":
+            return
+        self.finish(family, "soft-kd.yaml")
+
+    def teacher_dir(self, family: str) -> str:
+        """The teacher students distil from: `--teacher`, or the teacher family's winner."""
+        if self.args.teacher:
+            return self.args.teacher
+        if "teacher" not in self.results.get("winners", {}):
+            raise SystemExit(f"{family} distils from a teacher: search the teacher family first, or give --teacher")
+        return self.results["winners"]["teacher"]["run_dir"]
+
     def family(self, family: str):
         self.results.setdefault("commands", {})[family] = self.args.command
+        if family in ("quality", "parts"):
+            self.quality(family)
+            return
         if family == "pq-soft-kd":
             if "teacher" not in self.results.get("winners", {}):
                 raise SystemExit("search the teacher family first: the PQ student distils from its winner")
@@ -214,11 +318,7 @@ class Search:
             self.screen_lower_rates(family, recipe)
             self.finish(family, recipe)
             return
-        teacher_dir = None
-        if family == "soft-kd":
-            if "teacher" not in self.results.get("winners", {}):
-                raise SystemExit("search the teacher family first: soft + KD distils from its winner")
-            teacher_dir = self.results["winners"]["teacher"]["run_dir"]
+        teacher_dir = self.teacher_dir(family) if family == "soft-kd" else None
         recipe, base = family_base(family, teacher_dir)
         self.screen(family, OPTIMIZERS, recipe, base)
         if family != "teacher":
@@ -239,6 +339,11 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default=os.path.join("benchmarks", "search_results.json"))
     parser.add_argument("--results-dir", default=report.HERE, help="where results.json and RESULTS.md go")
     parser.add_argument("--log", default=os.path.join("runs", "search", "search.log"))
+    parser.add_argument("--teacher", help="students distil from this run directory (default: the teacher winner)")
+    parser.add_argument("--ensemble", action="append", default=[], metavar="RUN_DIR",
+                        help="quality study: a float model trained like the teacher with another seed, averaged with it")
+    parser.add_argument("--stop-after", choices=("text", "methods"),
+                        help="quality study: stop after this stage (a later run continues where it stopped)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for every run (for a smoke test: --set training.max_steps=3)")
     args = parser.parse_args(argv)

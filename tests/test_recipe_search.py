@@ -1,5 +1,6 @@
 """benchmarks/search.py's selection rules, on recorded outcomes (no training)."""
 
+import os
 import sys
 from argparse import Namespace
 
@@ -31,3 +32,35 @@ def test_pq_variants_compete_only_at_the_smallest_file(tmp_path):
         "soft-kd": {"a": {"screen": outcome(180.0, 2)}, "b": {"screen": outcome(175.0, 2)}}}
     assert chooser.best_screened("pq-soft-kd", 2) == ["binary-fixed", "binary-reassign"]
     assert chooser.best_screened("soft-kd", 1) == ["b"]
+
+
+def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on_the_best(tmp_path, monkeypatch):
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+    calls = []
+    # The recorded outcome of a setting: sampled text 3x is the best text; row and column scalars help on it.
+    valid = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 171.0, "sampled3x": 169.0, "sampled7x": 170.0,
+             "sampled3x+row-col": 167.0}
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append((os.path.basename(output_dir), overrides))
+        return {**outcome(valid.get(os.path.basename(output_dir), 172.0), 3, 3), "test_ppl": 1.0,
+                "valid_curve": [180.0, 172.0], "wall_seconds": 1.0, "sampled_tokens": 0}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    updates = []
+    monkeypatch.setattr(search.report, "update", lambda sections, directory: updates.append(sections))
+    search.main(["--family", "quality", "--teacher", str(teacher), "--screen-epochs", "3", "--stop-after", "methods",
+                 "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"),
+                 "--log", str(tmp_path / "log"), "--ensemble", "other-teacher"])
+    names = [name for name, _ in calls]
+    assert names[:5] == list(search.TEXT_VARIANTS)
+    assert all(name.startswith("sampled3x+") for name in names[5:]) and "sampled3x+ensemble2" in names
+    budgets = {overrides["training.max_steps"] for _, overrides in calls}
+    assert budgets == {3 * search.real_text_steps("soft-kd.yaml")}  # the same optimizer steps for every setting
+    row_col = dict(calls)["sampled3x+row-col"]
+    assert row_col["model.scaling"] == "row_col" and row_col["distill.sampled_text_ratio"] == 3
+    assert row_col["distill.teacher"] == str(teacher) and row_col["distill.kd_lambda"] == 1.0
+    assert "search" not in updates[-1] and set(updates[-1]["quality"]["families"]) == {"quality"}
+    assert updates[-1]["quality"]["teachers"]["quality"]["valid_ppl"] == 160.0
