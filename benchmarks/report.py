@@ -113,6 +113,30 @@ def render_search(results: dict) -> list[str]:
     return lines
 
 
+def render_seeds(results: dict) -> list[str]:
+    """The headline rows over seeds: mean, spread, and the ratio of means to the float row."""
+    seeds = results["seeds"]
+    rows = seeds["rows"]
+    reference = rows.get("float")
+    lines = ["## Headline rows over seeds", "", f"Command: `{seeds['command']}`. " + _machine_line(results, "seeds"),
+             "", "Each row's shipped recipe (configs/wt2-mini), trained until validation stopped improving, once per "
+             "seed; seed s of a student distils from seed s of the float row. The ratio is of the means.", "",
+             "| row | seeds | test ppl per seed | mean ± sd | mean / float mean | valid ppl per seed | epochs (best) | "
+             "minutes of training |", "|---|---|---|---|---|---|---|---|"]
+    for key, row in rows.items():
+        runs = row["runs"]
+        spread = "" if row["test_ppl_std"] is None else f" ± {row['test_ppl_std']:.2f}"
+        ratio = _f(reference and row["test_ppl_mean"] / reference["test_ppl_mean"], ".3f")
+        cells = {name: ", ".join(form(run) for run in runs) for name, form in (
+            ("seeds", lambda run: str(run["seed"])), ("test", lambda run: f"{run['test_ppl']:.2f}"),
+            ("valid", lambda run: f"{run['valid_ppl']:.2f}"),
+            ("epochs", lambda run: f"{run['epochs']} ({_f(run['best_epoch'], '.0f')})"),
+            ("minutes", lambda run: f"{run['train_seconds'] / 60:.0f}"))}
+        lines.append(f"| {key} | {cells['seeds']} | {cells['test']} | {row['test_ppl_mean']:.2f}{spread} | {ratio} | "
+                     f"{cells['valid']} | {cells['epochs']} | {cells['minutes']} |")
+    return lines
+
+
 def render_quality(results: dict) -> list[str]:
     """The quality study: every setting screened, its validation curve, the finalist's full run."""
     quality = results["quality"]
@@ -146,6 +170,11 @@ def render_quality(results: dict) -> list[str]:
     return lines
 
 
+def _seeds_note(row: dict) -> str:
+    seeds = row.get("test_ppl_seeds")
+    return f" (mean of {len(seeds)} seeds)" if seeds else ""
+
+
 def render_benchmark(results: dict) -> list[str]:
     bench, rows = results["benchmark"], results["rows"]
     reference = rows[0]
@@ -161,7 +190,8 @@ def render_benchmark(results: dict) -> list[str]:
         epochs = f"{row['epochs']} ({_f(row.get('best_epoch'), '.0f')})" if row.get("epochs") is not None else "-"
         counts = _f(row.get("count_compression_ratio"), ".1f", "-")
         lines.append(
-            f"| {row['name']} | {row.get('what', '')} | {epochs} | {row['test_ppl']:.2f} | {row['ppl_ratio']:.3f} | "
+            f"| {row['name']} | {row.get('what', '')} | {epochs} | {row['test_ppl']:.2f}{_seeds_note(row)} | "
+            f"{row['ppl_ratio']:.3f} | "
             f"{_mb(row['size_bytes'])} | {row['compression_ratio']:.1f}x / {counts}{'x' if counts != '-' else ''} | "
             f"{_f(row.get('train_tps_ratio'), '.2f', '-')} | {_f(row.get('score_tps_ratio'), '.2f', '-')} |")
     caps = ", ".join(f"{recipe.removesuffix('.yaml')} {cap}" for recipe, cap in bench["epoch_caps"].items())
@@ -224,7 +254,7 @@ def plot(results: dict, path: str) -> None:
     save_figure(figure, path, dpi=110)
 
 
-SECTIONS = (("benchmark", render_benchmark), ("quality", render_quality), ("asr", render_asr), ("search", render_search),
+SECTIONS = (("benchmark", render_benchmark), ("seeds", render_seeds), ("quality", render_quality), ("asr", render_asr), ("search", render_search),
             ("memory", render_memory))
 
 

@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""The headline rows over several seeds: the float model, the shipped soft + KD recipe and the shipped PQ recipe.
+
+    python benchmarks/seeds.py --seeds 1 2 3            # every row, three seeds (many hours on 2 CPU cores)
+    python benchmarks/seeds.py --rows float --seeds 1   # one row, one seed
+
+Perplexities move by about 2% between seeds and between machines, so a headline ratio is a ratio of means. Seed s of
+each student distils from seed s of the float row (its teacher), so the students' spread includes their teachers'.
+Every run trains its recipe from configs/wt2-mini unchanged but for the seed, the teacher and the output directory,
+until validation stops improving. A run whose metrics.json exists is kept (the command continues where it stopped);
+each finished run is written into benchmarks/results.json at once: the `seeds` section (per row: every seed's test
+and validation perplexity, epochs and training time) and, in the benchmark's `rows`, `test_ppl_seeds` with `test_ppl`
+their mean (and every row's ratio to the float row's mean).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402  (benchmarks/report.py, beside this script)
+import search  # noqa: E402  (benchmarks/search.py: one way to run a recipe)
+
+# Headline rows: the key of the benchmark row each one updates, and its recipe in configs/wt2-mini.
+ROWS = {"float": "teacher.yaml", "soft-kd": "soft-kd.yaml", "pq-m5": "pq-soft-kd.yaml"}
+
+
+def run_dir(args, row: str, seed: int) -> str:
+    if row == "float" and args.float_dirs:
+        return args.float_dirs.format(seed=seed)
+    return os.path.join(args.runs_dir, row, f"s{seed}")
+
+
+def train_seed(args, row: str, seed: int) -> dict:
+    directory = run_dir(args, row, seed)
+    metrics_file = os.path.join(directory, "metrics.json")
+    if not os.path.exists(metrics_file):
+        overrides = {"training.seed": seed, "training.log_with": None, "training.log_every": 100}
+        if row != "float":
+            teacher = run_dir(args, "float", seed)
+            if not os.path.exists(os.path.join(teacher, "metrics.json")):
+                raise SystemExit(f"{row} seed {seed} distils from the float row's seed {seed}: train it first "
+                                 f"({teacher} has no metrics.json)")
+            overrides["distill.teacher"] = teacher
+        print(f"[{row}] training seed {seed} in {directory}", flush=True)
+        search.train(ROWS[row], directory, overrides, os.path.isdir(os.path.join(directory, "checkpoint")), args.log)
+    with open(metrics_file, encoding="utf-8") as handle:
+        metrics = json.load(handle)
+    return {"seed": seed, "run_dir": directory, "test_ppl": metrics["test_ppl"], "valid_ppl": metrics["valid_ppl"],
+            "epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"],
+            "train_seconds": metrics["train_seconds"], "compression_ratio": metrics["compression_ratio"],
+            "valid_curve": [round(point["valid_ppl"], 2) for point in metrics["history"]]}
+
+
+def summarize(runs: list[dict]) -> dict:
+    tests = [run["test_ppl"] for run in runs]
+    return {"runs": runs, "test_ppl_mean": statistics.mean(tests),
+            "test_ppl_std": statistics.stdev(tests) if len(tests) > 1 else None}
+
+
+def update_results(args, seeds: dict) -> None:
+    """The `seeds` section, and the benchmark rows it measures again: test_ppl = the mean over seeds."""
+    results = report.load(args.results_dir)
+    sections = {"seeds": {"command": args.command, "rows": seeds}}
+    rows = results.get("rows")
+    if rows:
+        for row in rows:
+            if row["key"] in seeds:
+                measured = seeds[row["key"]]
+                row["test_ppl_seeds"] = [run["test_ppl"] for run in measured["runs"]]
+                row["test_ppl"] = measured["test_ppl_mean"]
+        reference = next(row for row in rows if row["key"] == "float")
+        for row in rows:
+            row["ppl_ratio"] = row["test_ppl"] / reference["test_ppl"]
+        sections["rows"] = rows
+    report.update(sections, args.results_dir)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--runs-dir", default=os.path.join("runs", "seeds"))
+    parser.add_argument("--float-dirs", help="where the float row's seeds are (or go), with {seed}, e.g. "
+                                             "runs/quality/teacher-s{seed}")
+    parser.add_argument("--results-dir", default=report.HERE, help="where results.json and RESULTS.md go")
+    parser.add_argument("--log", default=os.path.join("runs", "seeds", "seeds.log"))
+    args = parser.parse_args(argv)
+    args.command = " ".join(["python benchmarks/seeds.py", *(sys.argv[1:] if argv is None else argv)])
+    os.makedirs(os.path.dirname(os.path.abspath(args.log)), exist_ok=True)
+    seeds = report.load(args.results_dir).get("seeds", {}).get("rows", {})
+    for row in args.rows:
+        runs = {run["seed"]: run for run in seeds.get(row, {}).get("runs", [])}
+        for seed in args.seeds:
+            runs[seed] = train_seed(args, row, seed)
+            seeds[row] = summarize([runs[key] for key in sorted(runs)])
+            update_results(args, seeds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
