@@ -297,3 +297,13 @@ def test_a_hidden_state_loss_needs_a_teacher_of_the_students_shape(teacher_run, 
                     distill={"teacher": str(teacher_dir), "hidden_weight": 1.0, "init_from_teacher": False})
     with pytest.raises(ValueError, match="1 layers of 16 units and the student 2 of 16"):
         train(load_run_config(str(write_recipe(tmp_path / "s.yaml", values))))
+
+
+def test_a_float_student_learns_from_an_ensemble_the_fair_row_beside_a_stronger_teacher(teacher_run, corpus, tmp_path):
+    teacher_dir, _ = teacher_run
+    values = recipe(corpus, tmp_path / "student", model={"binarize": False},
+                    distill={"teacher": str(teacher_dir), "ensemble": [str(teacher_dir)], "kd_lambda": 1.0},
+                    training={"max_steps": 3})
+    metrics = train(load_run_config(str(write_recipe(tmp_path / "s.yaml", values))))
+    assert metrics["compression_ratio"] == 1.0 and metrics["steps"] == 3
+    assert not AutoModelForCausalLM.from_pretrained(tmp_path / "student").config.is_quantized

@@ -216,9 +216,6 @@ def _validate(config: RunConfig, where: str):
         raise ValueError(f"{where}: data.max_oov_rate must be in [0, 1], got {data.max_oov_rate}")
     distill = config.distill
     if distill.teacher is not None:
-        if not model.is_quantized:
-            raise ValueError(f"{where}: distill.teacher is set but every part of the model is float: distillation "
-                             "trains a quantized student")
         if not 0.0 <= distill.kd_lambda <= 1.0:
             raise ValueError(f"{where}: distill.kd_lambda must be in [0, 1], got {distill.kd_lambda}")
         if distill.temperature <= 0:
