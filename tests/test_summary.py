@@ -13,7 +13,11 @@ PQ = dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq
           pq_codebook_storage="binary")
 
 
-@pytest.mark.parametrize("overrides", [{}, PQ, dict(PQ, pq_codebook_storage="float16")], ids=["binary", "pq", "pq-fp16"])
+ROW_COL = dict(scaling="row_col", learnable_scale=True)
+
+
+@pytest.mark.parametrize("overrides", [{}, ROW_COL, PQ, dict(PQ, pq_codebook_storage="float16")],
+                         ids=["binary", "row-col", "pq", "pq-fp16"])
 def test_every_stored_byte_is_counted_once_by_kind(tmp_path, tiny_config, overrides):
     SoftBinLSTMForCausalLM(tiny_config(**overrides)).save_pretrained(tmp_path)
     summary = summarize(str(tmp_path))
@@ -23,6 +27,7 @@ def test_every_stored_byte_is_counted_once_by_kind(tmp_path, tiny_config, overri
     assert kinds["sign bits"] == sum(t.numel() for name, t in stored.items() if name.endswith("bits"))
     assert kinds["codes"] == sum(t.numel() for name, t in stored.items() if name.endswith(".codes"))
     assert kinds["codebooks"] == sum(2 * t.numel() for name, t in stored.items() if name.endswith(".codebooks"))
+    assert kinds["scalars"] == sum(2 * t.numel() for name, t in stored.items() if name.endswith("scale"))
     assert summary.packed_file_bytes == os.path.getsize(tmp_path / "model.safetensors")
     assert summary.file_ratio == pytest.approx(summary.float_file_bytes / summary.packed_file_bytes)
     embedding = next(row for row in summary.rows if row.name == "model.embeddings")
