@@ -197,22 +197,27 @@ class Search:
         self.results = json.load(open(args.results)) if os.path.exists(args.results) else {}
 
     def save(self):
-        """Write the results file, and the search's and the quality study's sections of benchmarks/results.json."""
+        """Write the results file, and the search's and the quality study's sections of benchmarks/results.json.
+
+        A section keeps the families it holds from other results files (the quality study's families may run as
+        separate commands, at the same time), and takes this file's."""
         write_text_atomic(self.args.results, json.dumps(self.results, indent=1) + "\n")
         families = {name: entries for name, entries in self.results.items()
                     if name not in ("winners", "commands", "teachers")}
-        winners, commands = self.results.get("winners", {}), self.results.get("commands", {})
+        mine = {"commands": self.results.get("commands", {}), "families": families,
+                "winners": self.results.get("winners", {}), "teachers": self.results.get("teachers", {})}
+        existing = report.load(self.args.results_dir)
         sections = {}
         for key, names in (("search", [name for name in FAMILIES if name not in STUDY_FAMILIES]),
                            ("quality", STUDY_FAMILIES)):
-            chosen = {name: entries for name, entries in families.items() if name in names}
-            if chosen:
-                sections[key] = {"commands": {name: commands[name] for name in chosen if name in commands},
-                                 "protocol": PROTOCOL if key == "search" else QUALITY_PROTOCOL, "families": chosen,
-                                 "winners": {name: winners[name] for name in chosen if name in winners},
-                                 "not_searched": [name for name in names if name not in winners],
-                                 "teachers": {name: teacher for name, teacher in self.results.get("teachers", {}).items()
-                                              if name in chosen}}
+            if not any(name in names for name in families):
+                continue
+            section = {part: dict(existing.get(key, {}).get(part, {})) for part in mine}
+            for part, values in mine.items():
+                section[part].update({name: value for name, value in values.items() if name in names})
+            section["protocol"] = PROTOCOL if key == "search" else QUALITY_PROTOCOL
+            section["not_searched"] = [name for name in names if name not in section["winners"]]
+            sections[key] = section
         report.update(sections, self.args.results_dir)
 
     def run_dir(self, family: str, setting: str) -> str:

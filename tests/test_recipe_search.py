@@ -53,7 +53,7 @@ def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on
     monkeypatch.setattr(search.report, "update", lambda sections, directory: updates.append(sections))
     search.main(["--family", "quality", "--teacher", str(teacher), "--screen-epochs", "3", "--stop-after", "methods",
                  "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"),
-                 "--log", str(tmp_path / "log"), "--ensemble", "other-teacher"])
+                 "--log", str(tmp_path / "log"), "--ensemble", "other-teacher", "--results-dir", str(tmp_path)])
     names = [name for name, _ in calls]
     assert names[:5] == list(search.TEXT_VARIANTS)
     assert all(name.startswith("sampled3x+") for name in names[5:]) and "sampled3x+ensemble2" in names
@@ -64,3 +64,20 @@ def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on
     assert row_col["distill.teacher"] == str(teacher) and row_col["distill.kd_lambda"] == 1.0
     assert "search" not in updates[-1] and set(updates[-1]["quality"]["families"]) == {"quality"}
     assert updates[-1]["quality"]["teachers"]["quality"]["valid_ppl"] == 160.0
+
+
+def test_families_saved_by_separate_commands_share_the_quality_section(tmp_path):
+    import report
+
+    def save(results_file, family):
+        chooser = search.Search(Namespace(results=str(tmp_path / results_file), results_dir=str(tmp_path)))
+        screen = {**outcome(170.0, 3), "valid_curve": [171.0, 170.5, 170.0], "test_ppl": None, "wall_seconds": 60.0}
+        chooser.results = {family: {"a": {"screen": screen}}, "commands": {family: f"run {family}"}}
+        chooser.save()
+
+    save("quality.json", "quality")
+    save("parts.json", "parts")
+    section = report.load(str(tmp_path))["quality"]
+    assert set(section["families"]) == {"quality", "parts"}
+    assert section["commands"] == {"quality": "run quality", "parts": "run parts"}
+    assert "search" not in report.load(str(tmp_path))
