@@ -119,6 +119,17 @@ def test_products_by_table_lookup_equal_the_unpacked_matrix(rows):
                           atol=1e-5)
 
 
+@pytest.mark.parametrize("cols", [13, 16])
+def test_table_products_take_strided_inputs(cols):
+    """A table product's output is a transposed view; the next product (the following LSTM layer) takes it as is."""
+    generator = torch.Generator().manual_seed(4)
+    bits = pack_signs(torch.randn(24, cols, generator=generator))
+    strided = torch.randn(cols, 4, generator=generator).T  # (4, cols), not contiguous
+    assert not strided.is_contiguous()
+    expected = strided.contiguous() @ unpack_signs(bits, cols, torch.float32).T
+    assert torch.allclose(signs_matmul(strided, bits, cols), expected, atol=1e-5)
+
+
 def test_clipping_bounds_only_latent_binary_weights(tiny_config):
     model = SoftBinLSTMForCausalLM(tiny_config(binarize=["lstm"]))
     with torch.no_grad():

@@ -125,6 +125,8 @@ def signs_matmul(inputs: torch.Tensor, bits: torch.Tensor, cols: int) -> torch.T
     a byte, so each output is a sum of one table entry per byte: fast for a few rows (single-stream decoding).
     """
     n, width = inputs.shape[0], bits.shape[1]
+    # reshape, not view: the inputs may be strided (a table product's output is a transposed view), and F.pad
+    # returns them as they are when no padding is needed
     padded = F.pad(inputs, (0, width * 8 - cols)).reshape(n * width, 8)
     patterns = _BYTE_PATTERNS.to(device=inputs.device, dtype=inputs.dtype)
     tables = (padded @ patterns.T).view(n, width, 256)  # inputs . bits of each pattern, byte by byte
