@@ -1,8 +1,15 @@
-"""The word-level tokenizer: whitespace-separated words, one `<eos>` after each line.
+"""The word-level tokenizer: whitespace-separated words, `<eos>` as the sentence-start token.
 
 The text is already tokenized (PTB, WikiText), so a word is whatever lies between whitespace. The vocabulary is
 counted here rather than with `tokenizers.trainers.WordLevelTrainer`: that trainer gives a word equal to a special
 token (WikiText's literal `<unk>`) a second id and leaves id 0 unused, while here `<unk>` in the text is id 0.
+
+The causal-LM convention (as Llama's BOS): `tokenizer(text)` puts the start token `<eos>` before the words and
+appends nothing, so `generate()` and the `text-generation` pipeline continue the sentence that was given; scoring
+appends the closing `<eos>` itself. Every word decodes with the space before it (as GPT-2's tokens carry theirs), so
+a decoded continuation joins its prompt as words; a whole decoded sentence starts with one space. Tokenizers saved by
+hf-softbin 0.2 and before appended `<eos>` instead and decoded without that space: they load and score as before
+(nothing here depends on their post-processor), and `save_tokenizer` writes them in the current convention.
 """
 
 import os
@@ -10,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 UNK_TOKEN = "<unk>"
@@ -99,12 +106,7 @@ def _build_tokenizer(counts: Counter, *, min_count: int, max_size: int | None) -
 
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    eos_id = vocab[EOS_TOKEN]
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"$A {EOS_TOKEN}",
-        pair=f"$A {EOS_TOKEN} $B {EOS_TOKEN}",
-        special_tokens=[(EOS_TOKEN, eos_id)],
-    )
+    _set_convention(backend)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token=UNK_TOKEN,
@@ -115,15 +117,35 @@ def _build_tokenizer(counts: Counter, *, min_count: int, max_size: int | None) -
     )
 
 
+def _set_convention(backend: Tokenizer) -> None:
+    """The start token before the words (a pair: before each part), nothing after; a space before every word."""
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{EOS_TOKEN} $A",
+        pair=f"{EOS_TOKEN} $A {EOS_TOKEN} $B",
+        special_tokens=[(EOS_TOKEN, backend.token_to_id(EOS_TOKEN))],
+    )
+    backend.decoder = decoders.Replace(Regex("^"), " ")
+
+
+def is_word_tokenizer(tokenizer) -> bool:
+    """A tokenizer built by this module (word-level, with its special tokens), whatever convention it was saved in."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return (isinstance(backend, Tokenizer) and isinstance(backend.model, models.WordLevel)
+            and all(backend.token_to_id(token) == index for index, token in enumerate(SPECIAL_TOKENS)))
+
+
 # Keys Transformers records in a loaded tokenizer's init_kwargs that describe the machine it was loaded on, not the
 # tokenizer; saved, they would travel to the Hub.
 MACHINE_STATE_KEYS = ("is_local", "local_files_only", "cache_dir", "token", "revision", "force_download", "proxies")
 
 
 def save_tokenizer(tokenizer, directory: str | os.PathLike) -> None:
-    """`tokenizer.save_pretrained(directory)` without the machine state of the load it came from."""
+    """`tokenizer.save_pretrained(directory)` without the machine state of the load it came from; a word-level
+    tokenizer saved in an older convention is written in the current one (same vocabulary, same ids)."""
     for key in MACHINE_STATE_KEYS:
         tokenizer.init_kwargs.pop(key, None)
+    if is_word_tokenizer(tokenizer):
+        _set_convention(tokenizer.backend_tokenizer)
     tokenizer.save_pretrained(directory)
 
 

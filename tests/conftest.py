@@ -46,6 +46,16 @@ def train_a_little(model, stream: torch.Tensor | None = None, steps: int = 3, lr
     return model.eval()
 
 
+def stream_of(tokenizer, lines: list[str]) -> torch.Tensor:
+    """The training stream of `lines` (`[eos, w.., eos, w.., eos]`), built as a training run builds it."""
+    import datasets
+
+    from hf_softbin.training.data import token_stream, tokenize_splits
+
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": list(lines)})})
+    return token_stream(tokenize_splits(splits, tokenizer, "text")["train"], tokenizer.eos_token_id)
+
+
 @pytest.fixture
 def wt2_mini():
     if not (WT2_MINI / "train.txt").exists():

@@ -4,6 +4,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from tokenizers import processors
 
 from hf_softbin.training.data import (
     IGNORE_INDEX,
@@ -18,6 +19,9 @@ from hf_softbin.tokenization import SPECIAL_TOKENS, train_word_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WT2_MINI = REPO_ROOT.parent / "shared" / "data" / "wt2-mini"
+# What tokenizers saved by hf-softbin 0.2 and before did: append <eos> (id 1) to the words.
+OLD_POST_PROCESSOR = processors.TemplateProcessing(single="$A <eos>", pair="$A <eos> $B <eos>",
+                                                   special_tokens=[("<eos>", 1)])
 
 
 @pytest.fixture
@@ -42,10 +46,16 @@ def load_files(text_files, tmp_path, **kwargs):
     )
 
 
-def test_load_tokenize_and_stream(text_files, tmp_path):
+@pytest.mark.parametrize("convention", ["current", "0.2"])
+def test_load_tokenize_and_stream(text_files, tmp_path, convention):
+    """The stream is `[eos, w.., eos, w.., eos]` with a tokenizer of today (start token before the words) and with
+    one saved by hf-softbin 0.2 (`<eos>` appended): a student distilled from an old teacher sees the same stream."""
     splits = load_files(text_files, tmp_path)
     assert list(splits) == ["train", "validation", "test"]
     tok = train_word_tokenizer([text_files["train"]])
+    if convention == "0.2":
+        tok.backend_tokenizer.post_processor = OLD_POST_PROCESSOR
+        assert tok("a")["input_ids"] == [tok.convert_tokens_to_ids("a"), 1]
     tokenized = tokenize_splits(splits, tok, "text")
     a, b, c, z = (tok.convert_tokens_to_ids(w) for w in "abcz")
     assert z == 0
@@ -161,3 +171,6 @@ def test_wt2_mini_checksums_vocabulary_and_stream(tmp_path):
     stream = token_stream(tokenize_splits(splits, tok, "text")["train"])
     # 213,886 words; 2,461 of the 3,760 lines are not blank and end with <eos>; plus the leading <eos>
     assert len(stream) == 213_886 + 2_461 + 1
+    # the very stream hf-softbin 0.2 trained on (its digest then), so old and new runs see the same data
+    assert hashlib.sha256(stream.numpy().tobytes()).hexdigest() == (
+        "0514e0e2649f6fbe024afa825715343700999460bd69dff5aaa5dbf487d25f32")

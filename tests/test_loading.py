@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, SoftBinLSTMModel
 from hf_softbin.cli import main as cli_main
 from hf_softbin.scoring.lm import LanguageModel
-from hf_softbin.tokenization import train_word_tokenizer
+from hf_softbin.tokenization import save_tokenizer, train_word_tokenizer
 
 from conftest import BLOCK_HF_SOFTBIN, train_a_little
 
@@ -52,6 +53,23 @@ def test_a_checkpoint_written_by_version_0_1_loads_to_the_same_logits(name):
     with torch.no_grad():
         assert torch.equal(base(input_ids=expected["input_ids"]).last_hidden_state,
                            model.model(input_ids=expected["input_ids"]).last_hidden_state)
+
+
+def test_a_version_0_1_checkpoint_scores_the_same_with_its_own_tokenizer_and_a_current_one(tmp_path):
+    """Its tokenizer appends <eos>; scoring adds the start and closing tokens itself, so nothing changes."""
+    sentences = ["the cat sat on the mat", "a dog ran far away home"]
+    old = LanguageModel.from_pretrained(FIXTURE / "packed", device="cpu")
+    assert old.tokenizer("the cat")["input_ids"][-1] == old.eos_id  # the 0.1 convention
+    shutil.copytree(FIXTURE / "packed", tmp_path / "packed")
+    save_tokenizer(old.tokenizer, tmp_path / "packed")
+    current = LanguageModel.from_pretrained(tmp_path / "packed", device="cpu")
+    assert current.tokenizer("the cat")["input_ids"][0] == current.eos_id  # the current convention
+    assert current.lm_logprob(sentences) == old.lm_logprob(sentences)
+    ids = [old.eos_id] + old.tokenizer(sentences[0], add_special_tokens=False)["input_ids"] + [old.eos_id]
+    with torch.no_grad():
+        logprobs = old.model(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+    assert old.lm_logprob(sentences[:1])[0] == pytest.approx(float(logprobs.gather(1, torch.tensor(ids[1:])[:, None]).sum()),
+                                                            abs=1e-5)
 
 
 def test_old_config_names_are_read():

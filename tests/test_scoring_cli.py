@@ -13,7 +13,7 @@ from hf_softbin.scoring.lm import LN10, LanguageModel
 from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
 from hf_softbin.tokenization import train_word_tokenizer
 
-from conftest import train_a_little
+from conftest import stream_of, train_a_little
 
 SUBJECTS = ["the cat", "the dog", "a bird", "my friend", "the teacher", "a child"]
 VERBS = ["sees", "likes", "finds", "follows", "paints"]
@@ -36,8 +36,7 @@ def train_tiny(tokenizer, sentences, steps=60, seed=0, **overrides):
     values = dict(vocab_size=len(tokenizer), embedding_size=16, hidden_size=16, num_hidden_layers=1, dropout=0.0)
     values.update(overrides)
     model = SoftBinLSTMForCausalLM(SoftBinLSTMConfig(**values))
-    stream = torch.tensor([tokenizer.eos_token_id] + [i for s in sentences for i in tokenizer(s)["input_ids"]])
-    return train_a_little(model, stream, steps=steps, lr=0.03, seed=seed)
+    return train_a_little(model, stream_of(tokenizer, sentences), steps=steps, lr=0.03, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -147,15 +147,34 @@ def test_a_teacher_from_other_text_stops_the_run_on_the_oov_rate_before_training
     assert not (tmp_path / "student" / "model.safetensors").exists()
 
 
-def test_a_student_saves_its_teachers_tokenizer_without_machine_state(teacher_run, corpus, tmp_path):
-    teacher, _ = teacher_run
+def test_a_student_of_a_teacher_saved_by_0_2_trains_on_the_same_stream_and_saves_the_current_tokenizer(
+        teacher_run, corpus, tmp_path):
+    """A teacher whose tokenizer appends <eos> (hf-softbin 0.2) teaches as before; the student saves the teacher's
+    vocabulary in today's convention, without machine state."""
+    teacher = tmp_path / "teacher-0.2"
+    shutil.copytree(teacher_run[0], teacher)
+    backend = json.loads((teacher / "tokenizer.json").read_text())
+    backend["post_processor"] = {"type": "TemplateProcessing",
+                                 "single": [{"Sequence": {"id": "A", "type_id": 0}},
+                                            {"SpecialToken": {"id": "<eos>", "type_id": 0}}],
+                                 "pair": [{"Sequence": {"id": "A", "type_id": 0}},
+                                          {"SpecialToken": {"id": "<eos>", "type_id": 0}},
+                                          {"Sequence": {"id": "B", "type_id": 1}},
+                                          {"SpecialToken": {"id": "<eos>", "type_id": 1}}],
+                                 "special_tokens": {"<eos>": {"id": "<eos>", "ids": [1], "tokens": ["<eos>"]}}}
+    backend["decoder"] = None
+    (teacher / "tokenizer.json").write_text(json.dumps(backend))
+    old = AutoTokenizer.from_pretrained(teacher)
+    assert old("a b")["input_ids"][-1] == 1 and old("a b")["input_ids"][0] != 1
     values = recipe(corpus, tmp_path / "student", model={"binarize": True}, distill={"teacher": str(teacher)},
                     training={"max_steps": 2})
     train(load_run_config(str(write_recipe(tmp_path / "s.yaml", values))))
     for directory in (tmp_path / "student", tmp_path / "student" / "master"):
         saved = json.loads((directory / "tokenizer_config.json").read_text())
         assert not {"local_files_only", "is_local"} & set(saved), saved
-        assert AutoTokenizer.from_pretrained(directory).get_vocab() == AutoTokenizer.from_pretrained(teacher).get_vocab()
+        student = AutoTokenizer.from_pretrained(directory)
+        assert student.get_vocab() == old.get_vocab()
+        assert student("a b")["input_ids"] == [1] + old("a b", add_special_tokens=False)["input_ids"]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 A split is one stream of tokens: every line's words followed by `<eos>`, with one `<eos>` in front so the
 first word is predicted too (the model reads `<eos>` as its start token). Lines that are empty after stripping
-whitespace are skipped: raw WikiText separates paragraphs with blank lines, which carry no words.
+whitespace are skipped: raw WikiText separates paragraphs with blank lines, which carry no words. The stream is built
+here from the words alone, so it is the same whatever special tokens the tokenizer itself adds (tokenizers of every
+hf-softbin version give the same stream).
 """
 
 import math
@@ -82,10 +84,12 @@ def tokenize_splits(
     """
     for split, dataset in dataset_dict.items():
         _check_text_column(dataset, text_column, split)
+    eos_id = tokenizer.eos_token_id
 
     def tokenize(batch):
         lines = [line for line in batch[text_column] if line.strip()]
-        return {"input_ids": tokenizer(lines, add_special_tokens=True)["input_ids"] if lines else []}
+        words = tokenizer(lines, add_special_tokens=False)["input_ids"] if lines else []
+        return {"input_ids": [ids + [eos_id] for ids in words]}
 
     return datasets.DatasetDict(
         {
