@@ -25,6 +25,9 @@ EOS_TOKEN = "<eos>"
 PAD_TOKEN = "<pad>"
 # The index in this tuple is the token id. `<eos>` also serves as the start token (bos).
 SPECIAL_TOKENS = (UNK_TOKEN, EOS_TOKEN, PAD_TOKEN)
+# What tokenizer_config.json records of a word tokenizer besides its class.
+TOKENIZER_SETTINGS = {"unk_token": UNK_TOKEN, "eos_token": EOS_TOKEN, "bos_token": EOS_TOKEN, "pad_token": PAD_TOKEN,
+                      "model_input_names": ["input_ids", "attention_mask"]}
 
 
 def train_word_tokenizer(
@@ -107,14 +110,7 @@ def _build_tokenizer(counts: Counter, *, min_count: int, max_size: int | None) -
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     _set_convention(backend)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token=UNK_TOKEN,
-        eos_token=EOS_TOKEN,
-        bos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
-        model_input_names=["input_ids", "attention_mask"],
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **TOKENIZER_SETTINGS)
 
 
 def _set_convention(backend: Tokenizer) -> None:
@@ -132,6 +128,31 @@ def is_word_tokenizer(tokenizer) -> bool:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     return (isinstance(backend, Tokenizer) and isinstance(backend.model, models.WordLevel)
             and all(backend.token_to_id(token) == index for index, token in enumerate(SPECIAL_TOKENS)))
+
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class WordTokenizer(PreTrainedTokenizerFast):
+    """What `AutoTokenizer` loads for a SoftBinLSTM model directory that has no tokenizer_config.json (`import
+    hf_softbin` registers it): the special tokens default to this module's, and a directory without tokenizer.json is
+    named as such (Transformers would otherwise advise installing sentencepiece). Saved files name Transformers' own
+    class, so they load where hf-softbin is not installed."""
+
+    # No __init__ of its own: Transformers then reads tokenizer.json as it is rather than rebuilding a model.
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, *args, **kwargs):
+        require_tokenizer_file(name_or_path, kwargs.get("subfolder"))
+        return super().from_pretrained(name_or_path, *args, **{**TOKENIZER_SETTINGS, **kwargs})
+
+
+def require_tokenizer_file(name_or_path: str | os.PathLike, subfolder: str | None = None) -> None:
+    """A local model directory without tokenizer.json is an error that says so (a Hub id is left to the Hub)."""
+    location = os.fspath(name_or_path)
+    if os.path.isdir(location) and not os.path.isfile(os.path.join(location, subfolder or "", TOKENIZER_FILE)):
+        raise FileNotFoundError(f"{location}: no {TOKENIZER_FILE} in this model directory; save the model's tokenizer "
+                                "there (tokenizer.save_pretrained(directory); a training run does it)")
 
 
 # Keys Transformers records in a loaded tokenizer's init_kwargs that describe the machine it was loaded on, not the

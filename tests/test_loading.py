@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, SoftBinLSTMModel
 from hf_softbin.cli import main as cli_main
@@ -185,6 +185,17 @@ def test_a_missing_tokenizer_is_named_with_how_to_save_it(trained, tmp_path):
             (bare / path.name).write_bytes(path.read_bytes())
     with pytest.raises(FileNotFoundError, match="no tokenizer.json.*save_pretrained"):
         LanguageModel.from_pretrained(bare)
+    # Without any tokenizer file, AutoTokenizer comes to the tokenizer class hf_softbin registers for the config.
+    os.remove(bare / "tokenizer_config.json")
+    for load in (lambda: AutoTokenizer.from_pretrained(bare), lambda: pipeline("text-scoring", model=str(bare)),
+                 lambda: pipeline("text-generation", model=str(bare))):
+        with pytest.raises(FileNotFoundError, match="bare: no tokenizer.json.*save_pretrained"):
+            load()
+    # With tokenizer.json alone, that class supplies the special tokens tokenizer_config.json would have named.
+    (bare / "tokenizer.json").write_bytes((root / "packed" / "tokenizer.json").read_bytes())
+    alone = AutoTokenizer.from_pretrained(bare)
+    assert (alone.unk_token_id, alone.eos_token_id, alone.pad_token_id) == (0, 1, 2)
+    assert alone("the cat")["input_ids"] == AutoTokenizer.from_pretrained(root / "packed")("the cat")["input_ids"]
 
 
 def test_the_config_class_is_registered_for_the_auto_classes():
