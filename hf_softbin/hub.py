@@ -7,9 +7,11 @@
 What goes up (an allow-list; everything else in the run directory stays home, in particular the float master in
 `master/` and the resumable training state): the weights `model.safetensors` (packed for a quantized model; the
 float master of a quantized model is refused), `config.json`, `generation_config.json`, the remote-code files the
-config names (and their relative imports, `pipelines.py` included), the tokenizer files, `metrics.json`,
-`training_curve.png`, and a `README.md` model card rendered from `model_card_template.md` (shipped in the package;
-`model_cards/` in the source tree links to it).
+config names and their relative imports, taken from the installed package (not the run directory's copies, which may
+be stale or edited), the tokenizer (saved again, in the current convention and without machine state),
+`metrics.json` (local paths cut to their last two parts), `training_curve.png`, and a `README.md` model card rendered
+from `model_card_template.md` (shipped in the package; `model_cards/` in the source tree links to it). A directory
+whose config.json disagrees with the config its weights carry (a killed save) is refused.
 """
 
 import json
@@ -20,14 +22,15 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from .models.softbin_lstm.checkpoint import WEIGHTS_NAME, read_metadata
-from .tokenization import clean_tokenizer_config
+from .models import softbin_lstm
+from .models.softbin_lstm.checkpoint import WEIGHTS_NAME, disagreeing_fields, read_metadata, saved_config
+from .tokenization import require_tokenizer_file, save_tokenizer
 from .training.run_files import CURVE_FILE, METRICS_FILE
 
 CONFIG_FILES = ("config.json", "generation_config.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja")
-RUN_FILES = (METRICS_FILE, CURVE_FILE)
+BUNDLE = Path(softbin_lstm.__file__).parent  # the remote-code files of the installed package
+# Keys of a run's config (metrics.json) that hold local paths.
+PATH_KEYS = {"output_dir", "resume_from_checkpoint", "train_file", "validation_file", "test_file", "tokenizer", "teacher"}
 TEMPLATE_NAME = "model_card_template.md"
 TAGS = ["binarized", "1-bit", "lstm", "language-model", "hf-softbin"]
 
@@ -48,10 +51,16 @@ def prepare_upload_folder(run_dir: str | os.PathLike, folder: str | os.PathLike 
     remote-code files complete), then builds the folder under a temporary name and renames it into place: an error
     leaves nothing behind. `folder` must not exist yet. Returns the folder.
     """
+    from transformers import AutoTokenizer
+
     run_dir = Path(run_dir)
     config = _check_run_dir(run_dir)
-    names = [WEIGHTS_NAME, *(n for n in CONFIG_FILES if (run_dir / n).is_file()), *_remote_code_files(run_dir, config)]
-    names += [n for n in TOKENIZER_FILES + RUN_FILES if (run_dir / n).is_file()]
+    copied = [run_dir / name for name in (WEIGHTS_NAME, *CONFIG_FILES, CURVE_FILE) if (run_dir / name).is_file()]
+    copied += _remote_code_files(config)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    except Exception as err:  # the tokenizers library and Transformers fail on a damaged file in many ways
+        raise ValueError(f"{run_dir}: the tokenizer files do not load ({type(err).__name__}: {err})") from None
     metrics = _read_metrics(run_dir)
     card = render_model_card(run_dir, config=config, metrics=metrics, repo_id=repo_id, template=template,
                              license=license)
@@ -64,12 +73,12 @@ def prepare_upload_folder(run_dir: str | os.PathLike, folder: str | os.PathLike 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-upload-", dir=folder.parent))
     try:
-        for name in names:
-            shutil.copyfile(run_dir / name, staging / name)
-        tokenizer_config = staging / "tokenizer_config.json"
-        if tokenizer_config.is_file():
-            clean = clean_tokenizer_config(json.loads(tokenizer_config.read_text(encoding="utf-8")))
-            tokenizer_config.write_text(json.dumps(clean, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        for path in copied:
+            shutil.copyfile(path, staging / path.name)
+        save_tokenizer(tokenizer, staging)
+        if metrics:
+            (staging / METRICS_FILE).write_text(json.dumps(without_local_paths(metrics), indent=2) + "\n",
+                                                encoding="utf-8")
         (staging / "README.md").write_text(card, encoding="utf-8")
         os.replace(staging, folder)
     except BaseException:
@@ -88,19 +97,26 @@ def _check_run_dir(run_dir: Path) -> dict:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{run_dir / 'config.json'}: not valid JSON ({err})") from None
-    read_metadata(str(run_dir / WEIGHTS_NAME))
+    differing = disagreeing_fields(config, saved_config(read_metadata(str(run_dir / WEIGHTS_NAME))))
+    if differing:
+        raise ValueError(
+            f"{run_dir}: config.json disagrees with the config model.safetensors was saved with ({differing}, "
+            "config.json first): the trace of a save that was killed, or of a hand edit. Repair the directory by "
+            "loading and saving the model again (SoftBinLSTMForCausalLM.from_pretrained(DIR).save_pretrained(DIR)), "
+            "then push"
+        )
     if _is_quantized(config) and config.get("checkpoint_format") != "packed":
         raise ValueError(
             f"{run_dir}: holds the float master of a quantized model, not the packed checkpoint; upload the "
             "directory save_pretrained(dir) writes by default (a training run's OUTPUT_DIR, not OUTPUT_DIR/master)"
         )
-    if not any((run_dir / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
-        raise FileNotFoundError(f"{run_dir}: no tokenizer files (tokenizer.json); save the tokenizer beside the model")
+    require_tokenizer_file(run_dir)
     return config
 
 
-def _remote_code_files(run_dir: Path, config: dict) -> list[str]:
-    """The .py files the config's auto_map and custom_pipelines name, and everything they import relatively."""
+def _remote_code_files(config: dict) -> list[Path]:
+    """The installed package's files that the config's auto_map and custom_pipelines name, with their relative
+    imports: the code that reads this checkpoint, whatever the run directory holds."""
     from transformers.dynamic_module_utils import get_relative_import_files
 
     references = list((config.get("auto_map") or {}).values())
@@ -108,15 +124,26 @@ def _remote_code_files(run_dir: Path, config: dict) -> list[str]:
     modules = {ref.split("--")[-1].split(".")[0] for ref in references if isinstance(ref, str) and ref}
     files = set()
     for module in sorted(modules):
-        path = run_dir / f"{module}.py"
+        path = BUNDLE / f"{module}.py"
         if not path.is_file():
-            raise FileNotFoundError(f"{run_dir}: config.json refers to {module}.py, which is missing (remote code)")
-        files.add(path.name)
-        try:
-            files.update(Path(p).name for p in get_relative_import_files(str(path)))
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{run_dir}: a remote-code file imported by {module}.py is missing ({err})") from None
+            raise ValueError(f"config.json names the remote-code module {module}, which hf_softbin does not have: "
+                             "a checkpoint of another package?")
+        files.add(path)
+        files.update(Path(imported) for imported in get_relative_import_files(str(path)))
     return sorted(files)
+
+
+def without_local_paths(metrics: dict) -> dict:
+    """metrics.json with every local path of the run's config cut to its last two parts (`wt2-mini/train.txt`):
+    where the files lay on the training machine means nothing on the Hub."""
+    def cut(key, value):
+        if isinstance(value, dict):
+            return {k: cut(k, v) for k, v in value.items()}
+        if key in PATH_KEYS and isinstance(value, str) and os.path.isabs(value):
+            return str(Path(*Path(value).parts[-2:]))
+        return value
+
+    return {key: cut(None, value) if key == "config" else value for key, value in metrics.items()}
 
 
 def _read_metrics(run_dir: Path) -> dict:

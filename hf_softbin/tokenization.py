@@ -168,8 +168,3 @@ def save_tokenizer(tokenizer, directory: str | os.PathLike) -> None:
     if is_word_tokenizer(tokenizer):
         _set_convention(tokenizer.backend_tokenizer)
     tokenizer.save_pretrained(directory)
-
-
-def clean_tokenizer_config(config: dict) -> dict:
-    """A tokenizer_config.json mapping without machine state (for files saved before `save_tokenizer` existed)."""
-    return {key: value for key, value in config.items() if key not in MACHINE_STATE_KEYS}

@@ -26,6 +26,10 @@ FORMAT_KEY = "softbin_format"
 DIGEST_KEY = "softbin_payload_sha256"
 CONFIG_KEY = "softbin_config"
 STAGING_PREFIX = ".tmp-save-"
+# Fields that decide which tensors a checkpoint holds and what they mean: the weights file is their authority.
+ARCHITECTURE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "projection_size",
+                       "tie_word_embeddings", "quantization", "scaling", "learnable_scale", "float_storage_dtype",
+                       "pq_subvectors", "pq_codebook_size", "pq_codebook_storage", "checkpoint_format")
 _DIGEST_PLACEHOLDER = "0" * 64
 
 
@@ -115,6 +119,14 @@ def saved_config(metadata: dict[str, str]) -> dict | None:
     """The config a weights file was saved with (None for files written before hf-softbin 0.2)."""
     text = metadata.get(CONFIG_KEY)
     return json.loads(text) if text else None
+
+
+def disagreeing_fields(on_disk: dict, saved: dict | None) -> dict[str, tuple]:
+    """`{field: (config.json's value, the weights' value)}` for every architecture field where they differ."""
+    if saved is None:
+        return {}
+    return {field: (on_disk.get(field), saved.get(field)) for field in ARCHITECTURE_FIELDS
+            if on_disk.get(field) != saved.get(field)}
 
 
 # ---- locating files ------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from .checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     check_tensors,
+    disagreeing_fields,
     read_metadata,
     resolve_file,
     saved_config,
@@ -48,10 +49,6 @@ logger = logging.get_logger(__name__)
 
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 DOWNLOAD_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download")
-# Fields that decide which tensors a checkpoint holds and what they mean: the weights file is their authority.
-ARCHITECTURE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "projection_size",
-                       "tie_word_embeddings", "quantization", "scaling", "learnable_scale", "float_storage_dtype",
-                       "pq_subvectors", "pq_codebook_size", "pq_codebook_storage", "checkpoint_format")
 PUSH_MESSAGE = ("a model alone does not make a complete Hub upload (its tokenizer, metrics and model card live beside "
                 "it): save it with its tokenizer, then run `hf-softbin push DIRECTORY REPO_ID`, which uploads the "
                 "packed checkpoint, tokenizer, remote code and a model card with the measured metrics")
@@ -348,8 +345,8 @@ class SoftBinLSTMPreTrainedModel(PreTrainedModel):
         if saved is not None:
             with open(config_file, encoding="utf-8") as handle:
                 on_disk = json.load(handle)
-            differing = {field: (on_disk.get(field), saved.get(field)) for field in ARCHITECTURE_FIELDS
-                         if on_disk.get(field) != saved.get(field) and values.get(field) == on_disk.get(field)}
+            differing = {field: pair for field, pair in disagreeing_fields(on_disk, saved).items()
+                         if values.get(field) == on_disk.get(field)}
             if differing:
                 logger.warning(
                     f"{weights_file} was saved with another config than {config_file} (an interrupted save or a hand "
