@@ -128,11 +128,14 @@ def test_read_nbest_jsonl(tmp_path):
 @pytest.mark.parametrize(
     "bad_line, message",
     [
-        ('{"id": "u1", "hyps": [', "malformed JSON"),
+        ('{"id": "u1", "hyps": [', "malformed JSON (Expecting value: column 23)"),
+        ('{"id": "u1, "hyps": []}', "malformed JSON (Expecting ',' delimiter: column 14)"),
+        ('{"id": "u1", "hyps": ["x', "malformed JSON (Unterminated string starting at: column 23)"),
         ('["u1"]', "expected a JSON object"),
         ('{"id": "u1"}', 'missing "hyps"'),
         ('{"hyps": [{"text": "a", "am_score": 1}]}', 'missing "id"'),
-        ('{"id": "u1", "hyps": [{"am_score": 1}]}', 'missing "text"'),
+        ('{"id": "u1", "hyps": [{"am_score": 1}]}', 'hypothesis 1: missing "text"'),
+        ('{"id": "u1", "hyps": [{"text": "a", "am_score": 1}, {"text": "b"}]}', 'hypothesis 2: missing "am_score"'),
         ('{"id": "u1", "hyps": [{"text": "a"}]}', 'missing "am_score"'),
         ('{"id": "u1", "hyps": [{"text": "a", "am_score": "high"}]}', "expected a number"),
         ('{"id": "u1", "hyps": [{"text": "a", "am_score": NaN}]}', "finite"),

@@ -209,10 +209,16 @@ def test_command_line_overrides_use_yaml_keys_and_unknown_ones_fail(corpus, tmp_
     config = load_run_config(str(path), parse_overrides(["--training.lr", "0.5", "--model.binarize=true",
                                                          "--distill.teacher", "x"]))
     assert config.training.lr == 0.5 and config.model["binarize"] is True and config.distill.teacher == "x"
-    with pytest.raises(ValueError, match="unknown key training.learning_rate; training has: max_epochs"):
+    with pytest.raises(ValueError, match="^the command line: unknown key --training.learning_rate; training has: "
+                                         "max_epochs"):
         load_run_config(str(path), parse_overrides(["--training.learning_rate", "0.1"]))
-    with pytest.raises(ValueError, match="training.max_epochs: .*could not be converted to Integer"):
+    with pytest.raises(ValueError, match="^the command line: --training.max_epochs: .*could not be converted to "
+                                         "Integer"):
         load_run_config(str(path), {"training.max_epochs": "two"})
+    values = recipe(corpus, tmp_path / "run")
+    values["training"]["learning_rate"] = 0.1
+    with pytest.raises(ValueError, match=r"^\S*typo.yaml: unknown key training.learning_rate"):
+        load_run_config(str(write_recipe(tmp_path / "typo.yaml", values)), parse_overrides(["--training.lr", "1"]))
     with pytest.raises(ValueError, match="needs a value"):
         parse_overrides(["--training.lr"])
     with pytest.raises(FileNotFoundError, match="missing.yaml"):

@@ -125,7 +125,7 @@ def read_nbest_jsonl(path: str | os.PathLike) -> list[Utterance]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: malformed JSON ({err.msg} at column {err.colno})") from None
+            raise ValueError(f"{where}: malformed JSON ({err.msg}: column {err.colno})") from None
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected a JSON object with \"id\" and \"hyps\"")
         for key in ("id", "hyps"):
@@ -144,7 +144,7 @@ def read_nbest_jsonl(path: str | os.PathLike) -> list[Utterance]:
         ref = record.get("ref")
         if ref is not None and not isinstance(ref, str):
             raise ValueError(f"{where}: \"ref\" must be a string, got {ref!r}")
-        parsed = [_parse_jsonl_hyp(item, f"{where}: hypothesis {i}") for i, item in enumerate(hyps)]
+        parsed = [_parse_jsonl_hyp(item, f"{where}: hypothesis {n}") for n, item in enumerate(hyps, start=1)]
         utterances.append(Utterance(utt_id, parsed, ref))
     return utterances
 

@@ -386,6 +386,9 @@ class SoftBinLSTMPreTrainedModel(PreTrainedModel):
 
     def _finish_loading(self):
         if not self.is_packed:
+            if self.config.keep_packed:
+                logger.warning(f"keep_packed=True has no effect here: {self.config.name_or_path} holds float32 master "
+                               "weights, not a packed checkpoint; the model holds float matrices in memory")
             return
         if not self.config.keep_packed:
             for module in self.modules():
@@ -654,12 +657,15 @@ class SoftBinLSTMForCausalLM(SoftBinLSTMPreTrainedModel, GenerationMixin):
         hidden = outputs.last_hidden_state
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
-        logits = self.logits(hidden).float()
+        # In the model's dtype (a half-precision model gives half-precision logits; under autocast a float32 model
+        # still gives float32 ones).
+        logits = self.logits(hidden).to(self.lm_head_bias.dtype)
         loss = None
         if labels is not None:
             if labels.shape != input_ids.shape:
                 raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                                   ignore_index=-100)
         if not return_dict:
             output = tuple(value for value in (logits, outputs.cache, outputs.hidden_states) if value is not None)
             return (loss,) + output if loss is not None else output
