@@ -41,6 +41,7 @@ class Summary:
     float_file_bytes: int
     packed_file_bytes: int | None
     float_file_source: str
+    packed_file_source: str | None = None
 
     @property
     def parameters(self) -> int:
@@ -98,11 +99,12 @@ def summarize(directory: str) -> Summary:
     if not model.config.is_quantized:
         return Summary(layer_rows(model), os.path.getsize(weights), None, "this checkpoint")
     if model.is_packed:
-        packed_bytes = os.path.getsize(weights)
-    else:
+        packed_bytes, packed_source = os.path.getsize(weights), "packed model.safetensors"
+    else:  # a master directory: no packed file exists yet
         packed_bytes = len(safetensors_save(model.packed_state_dict()))
+        packed_source = "the packed tensors of these master weights, serialized in memory"
     reference = "a float32 checkpoint of the same shape, serialized in memory"
-    return Summary(layer_rows(model), float_file_bytes(model.config), packed_bytes, reference)
+    return Summary(layer_rows(model), float_file_bytes(model.config), packed_bytes, reference, packed_source)
 
 
 def format_summary(summary: Summary) -> str:
@@ -123,7 +125,7 @@ def format_summary(summary: Summary) -> str:
     if summary.file_ratio is not None:
         lines.append(
             f"compression on disk: {summary.float_file_bytes:,} bytes ({summary.float_file_source}) / "
-            f"{summary.packed_file_bytes:,} bytes (packed model.safetensors) = {summary.file_ratio:.2f}x"
+            f"{summary.packed_file_bytes:,} bytes ({summary.packed_file_source}) = {summary.file_ratio:.2f}x"
         )
     else:
         lines.append(f"this is a full-precision checkpoint: model.safetensors is {summary.float_file_bytes:,} bytes")

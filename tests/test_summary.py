@@ -48,3 +48,13 @@ def test_the_command_prints_pq_codes_and_the_lstm_costs_what_it_costs_in_a_binar
     lstm_rows = [row.name for row in binary.rows if ".lstm." in row.name]
     assert [r.packed_bytes for r in binary.rows if r.name in lstm_rows] == \
         [r.packed_bytes for r in pq.rows if r.name in lstm_rows]  # the LSTM is stored alike
+
+
+def test_a_master_directory_does_not_pass_an_in_memory_packing_off_as_the_packed_file(tmp_path, tiny_config):
+    model = SoftBinLSTMForCausalLM(tiny_config())
+    model.save_pretrained(tmp_path / "master", packed=False)
+    model.save_pretrained(tmp_path / "packed")
+    master, packed = format_summary(summarize(str(tmp_path / "master"))), format_summary(summarize(str(tmp_path / "packed")))
+    assert "packed model.safetensors" not in master and "serialized in memory" in master.splitlines()[-1]
+    real = os.path.getsize(tmp_path / "packed" / "model.safetensors")
+    assert f"{real:,} bytes (packed model.safetensors)" in packed

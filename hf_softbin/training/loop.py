@@ -267,7 +267,6 @@ class TrainingRun:
         self.training = training = config.training
         self.accelerator = accelerator = build_accelerator(config)
         set_seed(training.seed)
-        os.makedirs(config.output_dir, exist_ok=True)
         resume = resolve_resume(config.resume_from_checkpoint, config.output_dir)
         self.tokenizer, self.streams = prepare_streams(config, accelerator)
         model = SoftBinLSTMForCausalLM(config.model_config(self.tokenizer))
@@ -298,6 +297,7 @@ class TrainingRun:
         if resume is not None:
             accelerator.load_state(resume)
             accelerator.print(f"resumed from {resume} at epoch {self.progress.epoch}, step {self.progress.step}")
+        os.makedirs(config.output_dir, exist_ok=True)  # only now: a run that fails its checks leaves nothing behind
         accelerator.init_trackers("hf-softbin", config=_flat_hparams(config))
 
     def rows_of(self, stream: torch.Tensor) -> torch.Tensor:

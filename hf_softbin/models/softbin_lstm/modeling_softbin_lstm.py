@@ -447,6 +447,8 @@ def _resize_vector_(owner: nn.Module, name: str, size: int):
 class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
     """Embedding and LSTM stack (and the optional projection): token ids in, hidden states and LSTM state out."""
 
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head"]  # a causal LM's output layer, when this reads its file
+
     def __init__(self, config: SoftBinLSTMConfig):
         super().__init__(config)
         self.embeddings = make_matrix(config, "embedding", config.vocab_size, config.embedding_size, gamma_axis="col")
