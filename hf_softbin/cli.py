@@ -35,9 +35,20 @@ def cmd_sample(args):
     print(f"sampled text: {path} ({len(lines):,} sentences, {sum(len(line.split()) + 1 for line in lines):,} tokens)")
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def load_language_model(args):
+    import torch
+
     from .scoring.lm import LanguageModel
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return LanguageModel.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
                                          trust_remote_code=args.trust_remote_code or None, keep_packed=args.keep_packed)
 
@@ -120,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
         command.add_argument("--keep-packed", action="store_true",
                              help="keep a packed model 1-bit in memory (unpack per use; slower, ~1/30 of the memory)")
+        command.add_argument("--threads", type=positive_int, default=None,
+                             help="CPU threads for the model (default: torch's, one a core); on cores busy with "
+                                  "other jobs, 1 can be much faster")
 
     score = commands.add_parser(
         "score", help="score each line of a text file (TSV: log10 prob, tokens, OOVs, perplexity) and the corpus",

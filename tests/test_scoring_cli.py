@@ -180,6 +180,26 @@ def test_score_command_prints_tsv_lines_and_a_corpus_summary(capsys, trained, lm
     assert "lines: 2, words: 12, OOVs: 1" in out
 
 
+def test_score_and_rescore_run_on_the_threads_asked_for(capsys, trained, nbest, tmp_path, monkeypatch):
+    path = tmp_path / "text.txt"
+    path.write_text("the cat sees the ball today\na bird likes a tree\n", encoding="utf-8")
+    _, default, _ = run(capsys, "score", trained, path)
+    asked = []
+    real_set = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: asked.append(n) or real_set(n))
+    status, one_thread, err = run(capsys, "score", trained, path, "--threads", "1")
+    assert status == 0, err
+    assert asked == [1] and one_thread == default
+    directory, _ = nbest
+    status, _, err = run(capsys, "rescore", trained, directory / "test.jsonl", "--threads", "1", "--out",
+                         tmp_path / "best.jsonl")
+    assert status == 0, err
+    assert asked == [1, 1]
+    with pytest.raises(SystemExit):
+        main(["score", str(trained), str(path), "--threads", "0"])
+    assert "--threads: must be a positive integer, got 0" in capsys.readouterr().err
+
+
 def test_score_command_names_a_line_that_is_not_utf8(capsys, trained, tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"the cat sees the ball\nthe dog \xff\xfe likes\n")
