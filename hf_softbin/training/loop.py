@@ -238,15 +238,15 @@ def plot_curve(history: list[dict], path: str, title: str):
     axis.set_yscale("log")
     axis.set_title(title)
     axis.grid(True, alpha=0.3)
+    figure.tight_layout()
     save_figure(figure, path, dpi=100)
 
 
 def save_figure(figure, path: str, dpi: int) -> None:
-    """Render a matplotlib figure to PNG and write it atomically; the figure is closed."""
+    """Render a laid-out matplotlib figure to PNG and write it atomically; the figure is closed."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=dpi)
     plt.close(figure)
     write_bytes_atomic(path, buffer.getvalue())
