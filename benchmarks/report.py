@@ -24,7 +24,7 @@ def load(directory: str = HERE) -> dict:
 
 def update(sections: dict, directory: str = HERE) -> None:
     """Store some sections' results (with the machine they ran on) and render RESULTS.md again."""
-    from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic
+    from hf_softbin.atomic import write_text_atomic
 
     os.makedirs(directory, exist_ok=True)
     results = load(directory)

@@ -21,7 +21,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -320,9 +319,10 @@ def training_speed(directories: dict, data_dir: str, steps: int, rounds: int) ->
 
 
 def reference_shape_sizes() -> dict:
-    """File sizes at the reference shape (vocabulary 10,000, 2x650) of the binary layout and of every PQ row's."""
-    from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM
-    from hf_softbin.summary import float_file_bytes
+    """File sizes at the reference shape (vocabulary 10,000, 2x650) of the binary layout and of every PQ row's, from
+    shapes alone (hf_softbin.summary)."""
+    from hf_softbin import SoftBinLSTMConfig
+    from hf_softbin.summary import summarize_config
     from hf_softbin.training.recipe import load_run_config
 
     layouts = {"binary (soft + KD)": load_run_config(os.path.join(RECIPES, "soft-kd.yaml")).model}
@@ -330,15 +330,11 @@ def reference_shape_sizes() -> dict:
         if row.recipe == "pq-soft-kd.yaml":
             layouts[row.name] = load_run_config(os.path.join(RECIPES, row.recipe), row.overrides).model
     sizes = {}
-    with tempfile.TemporaryDirectory() as directory:
-        for name, model_section in layouts.items():
-            config = SoftBinLSTMConfig(**{**model_section, "vocab_size": 10000, "embedding_size": 650,
-                                          "hidden_size": 650, "num_hidden_layers": 2})
-            path = os.path.join(directory, "model")
-            SoftBinLSTMForCausalLM(config).save_pretrained(path)
-            packed = os.path.getsize(os.path.join(path, "model.safetensors"))
-            reference = float_file_bytes(config)
-            sizes[name] = {"float32_bytes": reference, "packed_bytes": packed, "ratio": reference / packed}
+    for name, model_section in layouts.items():
+        summary = summarize_config(SoftBinLSTMConfig(**{**model_section, "vocab_size": 10000, "embedding_size": 650,
+                                                        "hidden_size": 650, "num_hidden_layers": 2}))
+        sizes[name] = {"float32_bytes": summary.float_file_bytes, "packed_bytes": summary.packed_file_bytes,
+                       "ratio": summary.file_ratio}
     return sizes
 
 
@@ -346,7 +342,7 @@ def reference_shape_sizes() -> dict:
 
 
 def run_benchmark(args) -> dict:
-    from hf_softbin.summary import layer_rows
+    from hf_softbin.summary import summarize
 
     began = time.time()
     directories = train_rows(args)
@@ -374,8 +370,7 @@ def run_benchmark(args) -> dict:
         row["test_ppl"] = perplexity(model, stream)
         row["size_bytes"] = os.path.getsize(weights_file(row))
         if row["kind"] == "hf" and model.config.is_quantized:
-            tensors = layer_rows(model)
-            row["count_compression_ratio"] = sum(r.float_bytes for r in tensors) / sum(r.packed_bytes for r in tensors)
+            row["count_compression_ratio"] = summarize(row["path"]).count_ratio
     reference = rows[0]
     for row in rows:
         row["ppl_ratio"] = row["test_ppl"] / reference["test_ppl"]
@@ -415,7 +410,7 @@ def kenlm_rows(args, budget: int, reference: dict) -> list[dict]:
 
 def quick_data(data_dir: str, target: str, lines: int = 400) -> str:
     """The first lines of each split, for a smoke run whose every evaluation takes seconds."""
-    from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic
+    from hf_softbin.atomic import write_text_atomic
 
     os.makedirs(target, exist_ok=True)
     for name in ("train", "valid", "test"):

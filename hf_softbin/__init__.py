@@ -6,6 +6,7 @@ from .models import softbin_lstm
 from .models.softbin_lstm import *  # noqa: F403  (the model, its config, quantizers and pipeline)
 from .models.softbin_lstm import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, SoftBinLSTMModel, register_pipeline
 from .tokenization import WordTokenizer
+from .training.hooks import register_latent_clipping
 
 __version__ = "0.2.0"
 
@@ -16,4 +17,4 @@ AutoTokenizer.register(SoftBinLSTMConfig, tokenizer_class=WordTokenizer, exist_o
 
 register_pipeline()  # pipeline("text-scoring", model=...)
 
-__all__ = list(softbin_lstm.__all__)
+__all__ = [*softbin_lstm.__all__, "register_latent_clipping"]

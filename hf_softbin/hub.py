@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from .models import softbin_lstm
-from .models.softbin_lstm.checkpoint import WEIGHTS_NAME, disagreeing_fields, read_metadata, saved_config
+from .models.softbin_lstm.checkpoint import WEIGHTS_NAME, WeightsFile, disagreeing_fields
 from .tokenization import require_tokenizer_file, save_tokenizer
 from .training.run_files import CURVE_FILE, METRICS_FILE
 
@@ -97,7 +97,7 @@ def _check_run_dir(run_dir: Path) -> dict:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{run_dir / 'config.json'}: not valid JSON ({err})") from None
-    differing = disagreeing_fields(config, saved_config(read_metadata(str(run_dir / WEIGHTS_NAME))))
+    differing = disagreeing_fields(config, WeightsFile(str(run_dir / WEIGHTS_NAME)).saved_config)
     if differing:
         raise ValueError(
             f"{run_dir}: config.json disagrees with the config model.safetensors was saved with ({differing}, "

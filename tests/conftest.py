@@ -28,6 +28,8 @@ def tiny_config():
 def train_a_little(model, stream: torch.Tensor | None = None, steps: int = 3, lr: float = 0.05, seed: int = 0):
     """A few Adam steps (latent weights clipped), so scalars and biases leave their initial values and predictions
     depend on the context: on random windows of a token `stream`, or on random ids without one."""
+    from hf_softbin.training.hooks import clip_latent_weights_
+
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -42,7 +44,7 @@ def train_a_little(model, stream: torch.Tensor | None = None, steps: int = 3, lr
         optimizer.zero_grad()
         model(ids, labels=ids).loss.backward()
         optimizer.step()
-        model.clip_latent_weights_()
+        clip_latent_weights_(model)
     return model.eval()
 
 
@@ -74,7 +76,7 @@ def one_thread():
 
 # The files a saved checkpoint carries as remote code.
 REMOTE_CODE_FILES = ("configuration_softbin_lstm.py", "modeling_softbin_lstm.py", "matrices.py", "quantizers.py",
-                     "checkpoint.py", "pipeline_text_scoring.py")
+                     "checkpoint.py", "resizing.py", "pipeline_text_scoring.py")
 
 # Python source that makes `import hf_softbin` fail, for the remote-code tests' subprocesses.
 BLOCK_HF_SOFTBIN = """

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import jiwer
 
-from ..models.softbin_lstm.checkpoint import write_text_atomic
+from ..atomic import write_text_atomic
 from .textio import finite_number, numbered_lines, read_lines
 
 LMLogProb = Callable[[list[str]], Sequence[float]]

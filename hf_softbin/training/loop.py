@@ -26,11 +26,13 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ..models.softbin_lstm import SoftBinLSTMForCausalLM, register_latent_clipping
-from ..models.softbin_lstm.checkpoint import WEIGHTS_NAME, write_bytes_atomic
-from ..summary import float_file_bytes
+from ..models.softbin_lstm import SoftBinLSTMForCausalLM
+from ..atomic import write_bytes_atomic
+from ..models.softbin_lstm.checkpoint import WEIGHTS_NAME
+from ..summary import summarize
 from ..tokenization import save_tokenizer, train_word_tokenizer_from_dataset
 from .data import IGNORE_INDEX, batchify, eval_streams, load_text_splits, oov_rate, token_stream, tokenize_splits
+from .hooks import reassign_pq_codes_, register_latent_clipping
 from .distill import Teacher, check_same_vocabulary, distillation_loss, hidden_state_loss, init_student_from_teacher
 from .optim import BinarizationRamp, build_optimizer, build_schedule, weight_average
 from .recipe import RunConfig, load_run_config, parse_overrides
@@ -395,7 +397,7 @@ class TrainingRun:
         if training.schedule != "plateau":
             self.schedule.step()
         if training.pq_reassign_every and progress.step % training.pq_reassign_every == 0:
-            changed = self.raw_model.reassign_pq_codes_()
+            changed = reassign_pq_codes_(self.raw_model)
             accelerator.log({f"pq/codes_changed/{name}": value for name, value in changed.items()}, step=progress.step)
         self.bar.update(1)
         if progress.step % training.log_every == 0 or progress.step == 1:
@@ -446,9 +448,7 @@ class TrainingRun:
                 master = os.path.join(output_dir, MASTER_DIR)
                 raw_model.save_pretrained(master, packed=False)
                 save_tokenizer(self.tokenizer, master)
-                compression = float_file_bytes(raw_model.config) / file_size(output_dir)
-            else:
-                compression = 1.0
+            compression = summarize(output_dir).file_ratio or 1.0
             metrics = {
                 "valid_ppl": math.exp(valid_loss),
                 "test_ppl": math.exp(test_loss) if test_loss is not None else None,
