@@ -92,3 +92,51 @@ try:
 except ImportError:
     pass
 """
+
+
+# ---- training runs: a small generated corpus, recipes for it, and a float teacher trained on it ----------------------
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from hf_softbin.corpus import generate_corpus
+
+    directory = tmp_path_factory.mktemp("corpus")
+    lines = generate_corpus(700, seed=3)
+    for name, part in (("train", lines[:500]), ("valid", lines[500:600]), ("test", lines[600:])):
+        (directory / f"{name}.txt").write_text("\n".join(part) + "\n")
+    return directory
+
+
+def recipe(corpus, output_dir, **sections):
+    """A recipe for a tiny model on `corpus`; `sections` update its sections (`model={...}`, `training={...}`)."""
+    values = {
+        "output_dir": str(output_dir),
+        "data": {"train_file": str(corpus / "train.txt"), "validation_file": str(corpus / "valid.txt"),
+                 "test_file": str(corpus / "test.txt"), "max_vocab_size": 300},
+        "model": {"embedding_size": 16, "hidden_size": 16, "num_hidden_layers": 1, "dropout": 0.1, "binarize": False},
+        "training": {"max_epochs": 2, "batch_size": 8, "eval_batch_size": 4, "bptt": 10, "optimizer": "adam", "lr": 0.01,
+                     "log_every": 1, "log_with": None},
+    }
+    for section, overrides in sections.items():
+        values.setdefault(section, {}).update(overrides)
+    return values
+
+
+def write_recipe(path, values):
+    import yaml
+
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.fixture(scope="module")
+def teacher_run(corpus, tmp_path_factory):
+    """A float teacher trained for two epochs on `corpus`: its run directory and metrics."""
+    from hf_softbin.training.loop import train
+    from hf_softbin.training.recipe import load_run_config
+
+    output = tmp_path_factory.mktemp("teacher")
+    path = write_recipe(output / "teacher.yaml", recipe(corpus, output / "run"))
+    metrics = train(load_run_config(str(path)))
+    return output / "run", metrics
