@@ -404,7 +404,7 @@ PLOT_DPI = 110
 
 
 def plot(results: dict, path: str) -> None:
-    from hf_softbin.training.loop import save_figure
+    from hf_softbin.plotting import save_figure
 
     save_figure(ppl_vs_size_figure(results["rows"]), path, dpi=PLOT_DPI)
 

@@ -9,8 +9,8 @@ from tokenizers import processors
 from hf_softbin.training.data import (
     IGNORE_INDEX,
     batchify,
-    bptt_batches,
     eval_streams,
+    get_batch,
     load_text_splits,
     token_stream,
     tokenize_splits,
@@ -122,13 +122,15 @@ def test_batchify_gives_each_rank_a_contiguous_disjoint_share():
         batchify(stream, batch_size, rank=2, world_size=2)
 
 
-def test_bptt_batches_shift_targets_by_one_and_cover_every_step():
+def test_batches_shift_targets_by_one_and_a_pass_covers_every_step():
     data = batchify(torch.arange(40), batch_size=2)  # rows 0..19 and 20..39
-    pairs = list(bptt_batches(data, bptt=6))
+    pairs = [get_batch(data, start, bptt=6) for start in range(0, data.shape[1] - 1, 6)]
     assert [inputs.shape[1] for inputs, _ in pairs] == [6, 6, 6, 1]
     for inputs, targets in pairs:
         assert torch.equal(targets, inputs + 1)
     assert torch.cat([targets for _, targets in pairs], dim=1)[0].tolist() == list(range(1, 20))
+    with pytest.raises(ValueError, match="bptt"):
+        get_batch(data, 0, bptt=0)
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,14 @@ import math
 import random
 import re
 
+import jiwer
 import pytest
 import torch
 
 from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM
 from hf_softbin.cli import main
 from hf_softbin.scoring import rescoring
+from hf_softbin.scoring.nbest_io import write_nbest_jsonl
 from hf_softbin.scoring.lm import LN10, LanguageModel
 from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
 from hf_softbin.tokenization import train_word_tokenizer
@@ -232,8 +234,8 @@ def nbest(tmp_path_factory):
     directory = tmp_path_factory.mktemp("nbest")
     dev = make_corrupted_nbest(generated_sentences(30, seed=11), 6, rng_seed=1)
     test = make_corrupted_nbest(generated_sentences(40, seed=12), 6, rng_seed=2)
-    rescoring.write_nbest_jsonl(dev, directory / "dev.jsonl")
-    rescoring.write_nbest_jsonl(test, directory / "test.jsonl")
+    write_nbest_jsonl(dev, directory / "dev.jsonl")
+    write_nbest_jsonl(test, directory / "test.jsonl")
     return directory, test
 
 
@@ -260,7 +262,7 @@ def test_rescoring_with_a_trained_model_lowers_wer(capsys, trained, nbest):
     chosen = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert [c["id"] for c in chosen] == [u.id for u in test]
     hyps = [c["text"] for c in chosen]
-    assert rescoring.word_error_rate([u.ref for u in test], hyps) == pytest.approx(wers["WER after"], abs=1e-4)
+    assert jiwer.wer([u.ref for u in test], hyps) == pytest.approx(wers["WER after"], abs=1e-4)
 
 
 def test_rescore_reads_kaldi_nbest_like_jsonl(capsys, trained, nbest, tmp_path):
@@ -289,7 +291,7 @@ def test_rescore_reads_nemo_beam_output_like_jsonl(capsys, trained, nbest, tmp_p
     directory, test = nbest
     width = max(len(utt.hyps) for utt in test)
     kept = [utt for utt in test if len(utt.hyps) == width]
-    rescoring.write_nbest_jsonl(kept, tmp_path / "kept.jsonl")
+    write_nbest_jsonl(kept, tmp_path / "kept.jsonl")
     with open(tmp_path / "beams.tsv", "w") as beams, open(tmp_path / "refs.txt", "w") as refs:
         for utt in kept:
             refs.write(utt.ref + "\n")
@@ -311,7 +313,9 @@ def test_rescore_errors_name_the_problem(capsys, trained, tmp_path):
     status, _, err = run(capsys, "rescore", trained, bad)
     assert status == 2 and "line 2" in err and '"am_score"' in err
     status, _, err = run(capsys, "rescore", trained, bad, "--format", "kaldi")
-    assert status == 2 and "--scores" in err
+    assert status == 2 and "--format kaldi needs --scores" in err
+    status, _, err = run(capsys, "rescore", trained, bad, "--beam-width", "2")
+    assert status == 2 and "--beam-width does not apply to --format jsonl" in err
     with pytest.raises(SystemExit):
         main(["rescore", str(trained), str(bad), "--lm-weight", "1", "--tune-on", str(bad)])
     capsys.readouterr()

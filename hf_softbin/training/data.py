@@ -9,7 +9,7 @@ hf-softbin version give the same stream).
 
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import datasets
@@ -137,13 +137,13 @@ def batchify(stream: torch.Tensor, batch_size: int, rank: int = 0, world_size: i
     return stream[start : start + batch_size * length].view(batch_size, length)
 
 
-def bptt_batches(data: torch.Tensor, bptt: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield `(inputs, targets)` segments of at most `bptt` steps; targets are the inputs shifted by one."""
+def get_batch(rows: torch.Tensor, start: int, bptt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The BPTT segment of `(batch, L)` rows that starts at column `start`: inputs of at most `bptt` steps and their
+    targets, the inputs shifted by one. A pass over the rows takes the segments starting at `range(0, L - 1, bptt)`."""
     if bptt < 1:
         raise ValueError(f"bptt must be >= 1, got {bptt}")
-    for i in range(0, data.size(1) - 1, bptt):
-        steps = min(bptt, data.size(1) - 1 - i)
-        yield data[:, i : i + steps], data[:, i + 1 : i + 1 + steps]
+    length = min(bptt, rows.shape[1] - 1 - start)
+    return rows[:, start : start + length], rows[:, start + 1 : start + 1 + length]
 
 
 def eval_streams(
