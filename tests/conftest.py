@@ -13,6 +13,39 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+# ---- text ---------------------------------------------------------------------------------------------------------
+
+# A few fixed sentences and their words, for tokenizers and tiny models.
+WORDS = "the a cat dog bird sat ran sang on under over mat tree roof today again".split()
+SENTENCES = ["the cat sat on the mat", "a dog ran under the tree", "the bird sang over the roof today",
+             "a cat sat again", "the dog sang on a mat today again"]
+
+# A tiny grammar, NP VP [PP], for as many sentences as a test wants: word order is all a bigram model can learn, and all
+# it needs to.
+DET = ["the", "a", "every", "some"]
+ADJ = ["small", "red", "quiet", "old", "clever"]
+NOUN = ["cat", "dog", "bird", "child", "teacher", "river", "house", "garden"]
+VERB = ["sees", "likes", "follows", "finds", "chases"]
+PREP = ["near", "behind", "under", "in"]
+
+
+def toy_sentences(count: int, seed: int) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+
+    def noun_phrase():
+        return [rng.choice(DET)] + ([rng.choice(ADJ)] if rng.random() < 0.5 else []) + [rng.choice(NOUN)]
+
+    sentences = []
+    for _ in range(count):
+        words = noun_phrase() + [rng.choice(VERB)] + noun_phrase()
+        if rng.random() < 0.4:
+            words += [rng.choice(PREP)] + noun_phrase()
+        sentences.append(" ".join(words))
+    return sentences
+
+
 @pytest.fixture
 def tiny_config():
     from hf_softbin import SoftBinLSTMConfig

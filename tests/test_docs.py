@@ -21,7 +21,7 @@ from hf_softbin.cli import build_parser
 from hf_softbin.cli import main as cli_main
 from hf_softbin.corpus import write_default_corpus
 from hf_softbin.demo import demo_recipes, format_table
-from hf_softbin.hub import render_model_card
+from hf_softbin.model_card import render_model_card
 from hf_softbin.scoring.nbest_io import read_nbest_jsonl, write_nbest_jsonl
 from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
 from hf_softbin.training.loop import train

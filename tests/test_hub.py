@@ -11,13 +11,12 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from transformers import AutoModelForCausalLM, pipeline
 
 from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM
-from hf_softbin.hub import BUNDLE, HubUploadError, prepare_upload_folder, render_model_card, resolve_token
-from hf_softbin.summary import format_summary, summarize
+from hf_softbin.hub import BUNDLE, HubUploadError, prepare_upload_folder, resolve_token
+from hf_softbin.model_card import render_model_card
 from hf_softbin.tokenization import train_word_tokenizer
 
-from conftest import REMOTE_CODE_FILES
+from conftest import REMOTE_CODE_FILES, SENTENCES
 
-SENTENCES = ["the cat sat on the mat", "a dog ran under the tree", "the bird sang today"]
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))  # copied as is, never decoded
 EXPECTED_FILES = {
     "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -116,7 +115,10 @@ def test_model_card_metadata_parses_and_validates(run_dir, prepared):
 
 def test_model_card_body_has_table_curve_and_usage(run_dir, prepared):
     text = (prepared / "README.md").read_text()
-    assert format_summary(summarize(str(run_dir))) in text
+    packed = os.path.getsize(run_dir / "model.safetensors")
+    compression = next(line for line in text.splitlines() if line.startswith("compression on disk"))
+    assert f"{packed:,} bytes (packed model.safetensors)" in compression  # the very file uploaded
+    assert "model.lstm.0.weight_ih" in text and "sign bits" in text  # the per-layer table
     assert "![training curve](training_curve.png)" in text
     for snippet in ('AutoModelForCausalLM.from_pretrained("someone/softbin-tiny", trust_remote_code=True)',
                     "model.generate(", 'pipeline("text-scoring", model="someone/softbin-tiny"', "123.46", "118.20"):

@@ -16,7 +16,7 @@ from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM
 from hf_softbin.cli import main as cli_main
 from hf_softbin.tokenization import train_word_tokenizer
 
-from conftest import BLOCK_HF_SOFTBIN, train_a_little
+from conftest import BLOCK_HF_SOFTBIN, SENTENCES, train_a_little
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,7 +25,6 @@ LAYOUTS = {
     "pq": {"quantization": {"embedding": "pq", "lstm": "binary", "output": "pq"}, "pq_subvectors": 4,
            "pq_codebook_size": 16},
 }
-SENTENCES = ["the cat sat on the mat", "a dog ran under the tree", "the bird sang over the roof today"]
 PROMPT = torch.tensor([[1, 5, 6, 7]])
 BATCH = torch.tensor([[2, 2, 1, 5], [1, 9, 4, 3]])  # left-padded with <pad> (id 2)
 BATCH_MASK = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])

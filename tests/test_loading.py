@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, pipeline
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, SoftBinLSTMModel
 from hf_softbin.cli import main as cli_main
@@ -198,7 +198,3 @@ def test_a_missing_tokenizer_is_named_with_how_to_save_it(trained, tmp_path):
     alone = AutoTokenizer.from_pretrained(bare)
     assert (alone.unk_token_id, alone.eos_token_id, alone.pad_token_id) == (0, 1, 2)
     assert alone("the cat")["input_ids"] == AutoTokenizer.from_pretrained(root / "packed")("the cat")["input_ids"]
-
-
-def test_the_config_class_is_registered_for_the_auto_classes():
-    assert isinstance(AutoConfig.for_model("softbin_lstm"), SoftBinLSTMConfig)

@@ -15,11 +15,8 @@ from hf_softbin.models.softbin_lstm import pipeline_text_scoring
 from hf_softbin.models.softbin_lstm.pipeline_text_scoring import token_logprobs
 from hf_softbin.tokenization import SPECIAL_TOKENS, train_word_tokenizer
 
-from conftest import BLOCK_HF_SOFTBIN, stream_of, train_a_little
+from conftest import BLOCK_HF_SOFTBIN, SENTENCES, WORDS, stream_of, train_a_little
 
-WORDS = "the a cat dog bird sat ran sang on under over mat tree roof today again".split()
-SENTENCES = ["the cat sat on the mat", "a dog ran under the tree", "the bird sang over the roof today",
-             "a cat sat again", "the dog sang on a mat today again"]
 MIXED = ["the cat", "a dog ran under the tree today again on the mat", "", "bird", "the cat sat on the xyzzy mat"]
 
 

@@ -32,33 +32,9 @@ from hf_softbin.scoring.rescoring import (
 )
 from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
 
+from conftest import toy_sentences
+
 # ------------------------------------------------------------------------------------------------ a toy language and LM
-
-DET = ["the", "a", "every", "some"]
-ADJ = ["small", "red", "quiet", "old", "clever"]
-NOUN = ["cat", "dog", "bird", "child", "teacher", "river", "house", "garden"]
-VERB = ["sees", "likes", "follows", "finds", "chases"]
-PREP = ["near", "behind", "under", "in"]
-
-
-def _noun_phrase(rng):
-    words = [rng.choice(DET)]
-    if rng.random() < 0.5:
-        words.append(rng.choice(ADJ))
-    return words + [rng.choice(NOUN)]
-
-
-def generate_sentences(count, seed):
-    """Sentences of a tiny grammar: NP VP [PP]. Word order is all a bigram model can learn, and all it needs to."""
-    rng = random.Random(seed)
-    sentences = []
-    for _ in range(count):
-        words = _noun_phrase(rng) + [rng.choice(VERB)] + _noun_phrase(rng)
-        if rng.random() < 0.4:
-            words += [rng.choice(PREP)] + _noun_phrase(rng)
-        sentences.append(" ".join(words))
-    return sentences
-
 
 class BigramLM:
     """Add-one bigram LM with <s> and <eos>; counts its calls and the texts it scored."""
@@ -90,17 +66,17 @@ class BigramLM:
 
 @pytest.fixture(scope="module")
 def train_text():
-    return generate_sentences(400, seed=1)
+    return toy_sentences(400, seed=1)
 
 
 @pytest.fixture(scope="module")
 def dev_nbest():
-    return make_corrupted_nbest(generate_sentences(60, seed=2), n=8, rng_seed=3)
+    return make_corrupted_nbest(toy_sentences(60, seed=2), n=8, rng_seed=3)
 
 
 @pytest.fixture(scope="module")
 def test_nbest():
-    return make_corrupted_nbest(generate_sentences(60, seed=4), n=8, rng_seed=5)
+    return make_corrupted_nbest(toy_sentences(60, seed=4), n=8, rng_seed=5)
 
 
 # ------------------------------------------------------------------------------------------------------- JSON Lines
@@ -425,7 +401,7 @@ def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
 
 
 def test_make_corrupted_nbest():
-    refs = generate_sentences(30, seed=9) + ["", "one"]
+    refs = toy_sentences(30, seed=9) + ["", "one"]
     utts = make_corrupted_nbest(refs, n=6, rng_seed=11)
     assert utts == make_corrupted_nbest(refs, n=6, rng_seed=11)
     assert utts != make_corrupted_nbest(refs, n=6, rng_seed=12)

@@ -26,7 +26,7 @@ from .matrices import (
     PackedMatrix,
     PackedPQMatrix,
     PQMatrix,
-    QuantizedMatrix,
+    WeightMatrix,
 )
 from .quantizers import STORAGE_DTYPES, round_ste
 from .resizing import VocabularyResizingMixin
@@ -40,7 +40,7 @@ class UnsupportedDeviceDtype(ValueError):
     """PyTorch's LSTM kernel cannot run on the requested combination of device and dtype."""
 
 
-def make_matrix(config: SoftBinLSTMConfig, part: str, rows: int, cols: int, gamma_axis: str = "row") -> QuantizedMatrix:
+def make_matrix(config: SoftBinLSTMConfig, part: str, rows: int, cols: int, gamma_axis: str = "row") -> WeightMatrix:
     """The matrix module for `part` as the config stores it (master or packed)."""
     method = config.quantization[part]
     if method == "float":
@@ -137,7 +137,7 @@ class SoftBinLSTMPreTrainedModel(CheckpointMixin, VocabularyResizingMixin, PreTr
         return False  # the state is an LSTMState the forward pass creates, not a key/value cache
 
     def _init_weights(self, module):
-        if isinstance(module, QuantizedMatrix):
+        if isinstance(module, WeightMatrix):
             module.reset_parameters(self.config.initializer_range)
         elif isinstance(module, LSTMLayerWeights):
             with torch.no_grad():
@@ -156,8 +156,8 @@ class SoftBinLSTMPreTrainedModel(CheckpointMixin, VocabularyResizingMixin, PreTr
             return round_ste(tensor, STORAGE_DTYPES[self.config.float_storage_dtype])
         return tensor
 
-    def matrices(self) -> dict[str, QuantizedMatrix]:
-        return {name: module for name, module in self.named_modules() if isinstance(module, QuantizedMatrix)}
+    def matrices(self) -> dict[str, WeightMatrix]:
+        return {name: module for name, module in self.named_modules() if isinstance(module, WeightMatrix)}
 
     def train(self, mode: bool = True):
         if mode and self.is_packed:
@@ -355,7 +355,7 @@ class SoftBinLSTMForCausalLM(SoftBinLSTMPreTrainedModel, GenerationMixin):
     def get_input_embeddings(self):
         return self.model.embeddings
 
-    def output_matrix(self) -> QuantizedMatrix:
+    def output_matrix(self) -> WeightMatrix:
         return self.model.embeddings if self.lm_head is None else self.lm_head
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

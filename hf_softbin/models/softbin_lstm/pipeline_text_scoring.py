@@ -6,10 +6,10 @@
     >>> scorer("the cat sat on the mat")
     {'logprob': -23.1, 'num_tokens': 7, 'perplexity': 27.1}
 
-Sentence convention (the training one, see docs/evaluation.md): a sentence is scored on its own, from a fresh (zero) state, as
-`w1 ... wn <eos>`. The model is first fed the start token (`config.bos_token_id`, which is `<eos>` for the word-level
-models of this project: a sentence starts where the previous one ended), so `w1` is predicted from that context, and
-the `n + 1` tokens `w1 ... wn <eos>` are scored. `score_eos=False` leaves the final `<eos>` out (then `n` tokens). All
+Sentence convention (the one the models were trained on: a stream of lines, each ended by `<eos>`): a sentence is
+scored on its own, from a fresh (zero) state, as `w1 ... wn <eos>`. The model is first fed the start token
+(`config.bos_token_id`, which is `<eos>` for the word-level models of hf-softbin: a sentence starts where the previous
+one ended), so `w1` is predicted from that context, and the `n + 1` tokens `w1 ... wn <eos>` are scored. `score_eos=False` leaves the final `<eos>` out (then `n` tokens). All
 log-probabilities are natural logs; `perplexity = exp(-logprob / num_tokens)`. An empty string scores `<eos>` alone;
 with `score_eos=False` it scores nothing (`num_tokens` 0, `perplexity` None).
 

@@ -6,7 +6,7 @@ This file imports only its siblings (relatively), so checkpoints carry it as rem
 import torch
 from torch import nn
 
-from .matrices import QuantizedMatrix
+from .matrices import WeightMatrix
 
 
 class VocabularyResizingMixin:
@@ -36,7 +36,7 @@ class VocabularyResizingMixin:
 
 
 @torch.no_grad()
-def _resize_rows_(matrix: QuantizedMatrix, rows: int, mean_resizing: bool):
+def _resize_rows_(matrix: WeightMatrix, rows: int, mean_resizing: bool):
     for name, parameter in list(matrix.named_parameters(recurse=False)):
         if parameter.shape[0] != matrix.rows:
             continue  # a per-column BLLM gamma or a per-tensor scalar does not grow with the vocabulary
