@@ -80,7 +80,8 @@ def test_a_save_writes_each_file_once_and_prints_nothing(tmp_path, tiny_config, 
     model = SoftBinLSTMForCausalLM(tiny_config())
     writes = []
     real_save = SoftBinLSTMConfig.save_pretrained
-    monkeypatch.setattr(SoftBinLSTMConfig, "save_pretrained", lambda self, *a, **k: writes.append(1) or real_save(self, *a, **k))
+    monkeypatch.setattr(SoftBinLSTMConfig, "save_pretrained",
+                        lambda self, *a, **k: writes.append(1) or real_save(self, *a, **k))
     model.save_pretrained(tmp_path)
     assert writes == [1]
     assert capfd.readouterr().err == ""  # no progress bar of a shard that is not written

@@ -78,7 +78,8 @@ REMOTE_GENERATE = BLOCK_HF_SOFTBIN + textwrap.dedent(
     assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
     roads = {"beam search": dict(num_beams=4, num_return_sequences=2),
              "batched prompts": dict(attention_mask=torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]]), num_beams=2)}
-    prompts = {"beam search": torch.tensor([[1, 5, 6, 7]]), "batched prompts": torch.tensor([[2, 2, 1, 5], [1, 9, 4, 3]])}
+    prompts = {"beam search": torch.tensor([[1, 5, 6, 7]]),
+               "batched prompts": torch.tensor([[2, 2, 1, 5], [1, 9, 4, 3]])}
     out = {road: model.generate(prompts[road], max_new_tokens=6, pad_token_id=2, **options).tolist()
            for road, options in roads.items()}
     with open(sys.argv[2], "w") as handle:

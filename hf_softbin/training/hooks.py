@@ -1,4 +1,4 @@
-"""What a training loop does to a model between steps: clip the latent weights of binary matrices, re-assign PQ codes."""
+"""What a training loop does to a model between steps: clip the latent weights of binary matrices, move PQ codes."""
 
 import torch
 

@@ -105,7 +105,8 @@ class WeightsFile:
                 self.metadata: dict[str, str] = handle.metadata() or {}
                 self.shapes = {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
         except (SafetensorError, OSError) as err:
-            raise ValueError(f"{path}: corrupted or truncated weights file, not readable as safetensors ({err})") from None
+            raise ValueError(f"{path}: corrupted or truncated weights file, not readable as safetensors "
+                             f"({err})") from None
         expected = self.metadata.get(DIGEST_KEY)
         if verify and expected is not None and self._payload_digest() != expected:
             raise ValueError(f"{path}: corrupted: tensor data does not match the SHA-256 recorded when it was saved")

@@ -106,6 +106,15 @@ class SoftBinLSTMCausalLMOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
+def real_tokens_first(mask: torch.Tensor) -> torch.Tensor | None:
+    """The stable order of each row's positions that puts its real tokens (mask 1) first, or None when every row is
+    right-padded already (the common case: a caller that pads on the right, or `text-scoring` after its own sort)."""
+    mask = mask.bool()
+    if bool((mask[:, 1:] <= mask[:, :-1]).all()):  # no real token after a padded one
+        return None
+    return torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+
+
 _KERNEL_CHECKED: dict[tuple[str, torch.dtype], str | None] = {}
 
 
@@ -245,10 +254,10 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
         if mask is None or bool(mask.all()):
             output, h, c, outputs = self._fused_lstm(inputs, None, (state.h, state.c), every_layer)
             return output, LSTMState(h, c), outputs
-        # Move each row's real tokens to the front (stable), run them as a packed batch, then put outputs back.
-        order = torch.argsort((~mask.bool()).to(torch.int8), dim=1, stable=True)
+        # Each row's real tokens to the front (unless they are there), run as a packed batch, outputs put back.
+        order = real_tokens_first(mask)
         lengths = mask.sum(dim=1)
-        gathered = inputs.gather(1, order.unsqueeze(-1).expand_as(inputs))
+        gathered = inputs if order is None else inputs.gather(1, order.unsqueeze(-1).expand_as(inputs))
         packed = pack_padded_sequence(gathered, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         hx = (state.h.index_select(1, packed.sorted_indices), state.c.index_select(1, packed.sorted_indices))
         data, h, c, layer_data = self._fused_lstm(packed.data, packed.batch_sizes, hx, every_layer)
@@ -256,6 +265,8 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
 
         def unpack(rows: torch.Tensor) -> torch.Tensor:
             front, _ = pad_packed_sequence(packed._replace(data=rows), batch_first=True, total_length=inputs.shape[1])
+            if order is None:
+                return front
             return torch.zeros_like(front).scatter_(1, order.unsqueeze(-1).expand_as(front), front)
 
         empty = (lengths == 0).view(1, -1, 1)
