@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
+from measure import memory_bytes  # noqa: E402  (benchmarks/measure.py)
 
 SHAPES = {"wt2-mini 2x200": dict(vocab_size=13778, embedding_size=200, hidden_size=200),
           "reference 2x650": dict(vocab_size=10000, embedding_size=650, hidden_size=650)}
@@ -51,14 +52,6 @@ def load(mode: str, paths: dict):
     return AutoModelForCausalLM.from_pretrained(paths["packed"], keep_packed=mode == "packed-resident")
 
 
-def resident_set_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
 def measure_load(mode: str, paths_json: str) -> dict:
     """Run in a fresh process: the resident set a loaded model adds, and its footprint."""
     import gc
@@ -68,14 +61,14 @@ def measure_load(mode: str, paths_json: str) -> dict:
 
     paths = json.loads(paths_json)
     gc.collect()
-    before = resident_set_bytes()
+    before = memory_bytes("VmRSS")
     model = load(mode, paths)
     # One forward pass over every word touches every weight (a memory-mapped file is resident only once read).
     every_word = torch.arange(model.config.vocab_size).unsqueeze(0)
     with torch.no_grad():
         model(input_ids=every_word, logits_to_keep=1)
     gc.collect()
-    return {"rss_added_bytes": resident_set_bytes() - before, "footprint_bytes": model.get_memory_footprint()}
+    return {"rss_added_bytes": memory_bytes("VmRSS") - before, "footprint_bytes": model.get_memory_footprint()}
 
 
 def memory_rows(paths: dict, rounds: int) -> dict:

@@ -24,7 +24,7 @@ def load(directory: str = HERE) -> dict:
 
 def update(sections: dict, directory: str = HERE) -> None:
     """Store some sections' results (with the machine they ran on) and render RESULTS.md again."""
-    from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic
+    from hf_softbin.atomic import write_text_atomic
 
     os.makedirs(directory, exist_ok=True)
     results = load(directory)
@@ -233,25 +233,180 @@ def render_asr(results: dict) -> list[str]:
     return lines
 
 
-def plot(results: dict, path: str) -> None:
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """The rows no other row beats on both file size and test perplexity (at least as good on both, better on one),
+    smallest file first."""
+    def beaten(row):
+        return any(other["size_bytes"] <= row["size_bytes"] and other["test_ppl"] <= row["test_ppl"]
+                   and (other["size_bytes"], other["test_ppl"]) != (row["size_bytes"], row["test_ppl"]) for other in rows)
+
+    return sorted((row for row in rows if not beaten(row)), key=lambda row: row["size_bytes"])
+
+
+NEAR_ANGLES = (0, 45, -45, 90, -90, 135, -135, 180)  # where a label goes first: beside its marker, no leader line
+NEAR_DISTANCE = 5  # points between the marker and such a label
+GRID_STEP = 6  # points between the farther places tried, each with a leader line
+
+
+def place_labels(axis, points: list[tuple[float, float]], names: list[str], fontsize: float = 7) -> list:
+    """Annotate each point with its name where the label overlaps no other label, marker, line or legend and stays
+    inside the axes, and its leader line (if any) crosses no label: beside the marker if there is room, else at the
+    nearest free place on a grid over the whole axes. Labels are placed one by one, the longest first; a label that
+    finds no free place is moved to the front and all are placed again, until every label has one (or, after as many
+    rounds as labels, the round with the fewest is kept: those labels go beside their marker anyway).
+    Returns the annotations."""
+    renderer = axis.figure.canvas.get_renderer()
+    sizes = []
+    for name in names:  # each label's width and height in pixels, measured once
+        probe = axis.annotate(name, points[0], fontsize=fontsize)
+        extent = text_extent(probe, renderer)
+        sizes.append((extent.width * 1.04, extent.height * 1.15))  # a little air around the text
+        probe.remove()
+    order = sorted(range(len(points)), key=lambda index: -sizes[index][0])
+    best = None
+    for _ in range(len(points)):
+        places, stuck = _places_in_order(axis, points, sizes, order)
+        if best is None or len(stuck) < len(best[1]):
+            best = (places, stuck)
+        if not stuck:
+            break
+        order = stuck + [index for index in order if index not in stuck]
+    pixels = axis.figure.dpi / 72
+    annotations = []
+    for index, (offset, ha, va, leader) in sorted(best[0].items()):
+        annotations.append(axis.annotate(
+            names[index], points[index], xytext=(offset[0] / pixels, offset[1] / pixels), textcoords="offset points",
+            ha=ha, va=va, fontsize=fontsize,
+            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if leader else None))
+    return annotations
+
+
+def _places_in_order(axis, points, sizes, order: list[int]) -> tuple[dict, list[int]]:
+    """One round of `place_labels`: each label's place (offset in pixels, alignment, leader line or not) by index,
+    and the labels that found no free place."""
+    import numpy as np
+
+    renderer = axis.figure.canvas.get_renderer()
+    frame = axis.get_window_extent(renderer)
+    pixels = axis.figure.dpi / 72
+    radius = 4 * pixels  # a marker's half width
+    centres = axis.transData.transform(np.asarray(points, dtype=float))
+    blocked = [np.column_stack([centres - radius, centres + radius])]  # boxes as rows of x0, y0, x1, y1
+    for line in axis.get_lines():  # each segment (lines drawn straight between their vertices), as a thin box
+        vertices = line.get_transform().transform(line.get_xydata())
+        starts, ends = vertices[:-1], vertices[1:]
+        blocked.append(np.column_stack([np.minimum(starts, ends) - 1, np.maximum(starts, ends) + 1]))
+    if axis.get_legend() is not None:
+        blocked.append(np.asarray([axis.get_legend().get_window_extent(renderer).extents]))
+    labels = np.zeros((0, 4))  # what a leader line may not cross
+    xs = np.arange(frame.x0, frame.x1, GRID_STEP * pixels)
+    ys = np.arange(frame.y0, frame.y1, GRID_STEP * pixels)
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # centres of the farther candidate boxes
+    places, stuck = {}, []
+    for index in order:
+        centre, (width, height) = centres[index], sizes[index]
+        near = []  # (offset of the text's anchor from the marker, alignment, offset of the box's centre)
+        for angle in np.radians(NEAR_ANGLES):
+            direction = np.array([np.cos(angle), np.sin(angle)])
+            side = np.where(np.abs(direction) > 0.3, np.sign(direction), 0.0)  # where the box lies from the anchor
+            alignment = ({1.0: "left", 0.0: "center", -1.0: "right"}[side[0]],
+                         {1.0: "bottom", 0.0: "center", -1.0: "top"}[side[1]])
+            anchor = NEAR_DISTANCE * pixels * direction
+            near.append((anchor, alignment, anchor + side * [width / 2, height / 2]))
+        far = grid[np.argsort(((grid - centre) ** 2).sum(axis=1))] - centre
+        offsets = np.concatenate([np.asarray([box_offset for _, _, box_offset in near]), far])
+        boxes = np.column_stack([centre + offsets - [width / 2, height / 2], centre + offsets + [width / 2, height / 2]])
+        inside = ((boxes[:, 0] >= frame.x0) & (boxes[:, 1] >= frame.y0) & (boxes[:, 2] <= frame.x1)
+                  & (boxes[:, 3] <= frame.y1))
+        free = inside & ~_overlaps(boxes, np.concatenate(blocked + [labels]))
+        for k in np.flatnonzero(free):
+            if k < len(near):
+                anchor, (ha, va), _ = near[k]
+                places[index] = (tuple(anchor), ha, va, False)
+            elif _leader_crosses(centre, boxes[k], radius, labels):
+                continue
+            else:
+                places[index] = (tuple(offsets[k]), "center", "center", True)
+            labels = np.vstack([labels, boxes[k]])
+            break
+        else:  # nowhere free: beside the marker anyway
+            stuck.append(index)
+            places[index] = ((NEAR_DISTANCE * pixels, 0.0), "left", "center", False)
+    return places, stuck
+
+
+def _overlaps(boxes, others):
+    """For each of `boxes` (n, 4), whether it overlaps any of `others` (m, 4); boxes as x0, y0, x1, y1."""
+    import numpy as np
+
+    if len(others) == 0:
+        return np.zeros(len(boxes), dtype=bool)
+    return ((boxes[:, None, 0] < others[None, :, 2]) & (boxes[:, None, 2] > others[None, :, 0])
+            & (boxes[:, None, 1] < others[None, :, 3]) & (boxes[:, None, 3] > others[None, :, 1])).any(axis=1)
+
+
+def _leader_crosses(start, box, skip: float, labels) -> bool:
+    """Whether the straight line from a marker's centre to the centre of its label's box crosses another label."""
+    import numpy as np
+
+    end = (box[:2] + box[2:]) / 2
+    steps = np.linspace(0, 1, max(int(np.hypot(*(end - start)) / 2), 2))[:, None]
+    samples = start + (end - start) * steps
+    outside = ((np.hypot(*(samples - start).T) > skip)
+               & ~((samples[:, 0] >= box[0]) & (samples[:, 0] <= box[2]) & (samples[:, 1] >= box[1])
+                   & (samples[:, 1] <= box[3])))
+    samples = samples[outside]
+    return bool(_overlaps(np.column_stack([samples - 0.5, samples + 0.5]), labels).any()) if len(samples) else False
+
+
+def text_extent(annotation, renderer):
+    """Where an annotation's text lies in display pixels, without its leader line."""
+    from matplotlib.text import Text
+
+    annotation.update_positions(renderer)
+    return Text.get_window_extent(annotation, renderer)
+
+
+def ppl_vs_size_figure(rows: list[dict]):
+    """Test perplexity against file size (log scale), every row labelled, and the Pareto front as a staircase."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hf_softbin.training.loop import save_figure
-
-    figure, axis = plt.subplots(figsize=(7.5, 4.8))
-    for row in results["rows"]:
+    figure, axis = plt.subplots(figsize=(8, 5), dpi=PLOT_DPI)
+    points = [(row["size_bytes"] / 1e6, row["test_ppl"]) for row in rows]
+    front = pareto_front(rows)
+    for row, (x, y) in zip(rows, points):
         marker = "s" if row["name"].startswith("KenLM") else ("^" if "PQ" in row["name"] else "o")
-        axis.scatter(row["size_bytes"] / 1e6, row["test_ppl"], marker=marker)
-        axis.annotate(row["name"], (row["size_bytes"] / 1e6, row["test_ppl"]), textcoords="offset points",
-                      xytext=(5, 4), fontsize=7)
+        axis.scatter(x, y, marker=marker, s=30, zorder=3, edgecolors="black" if row in front else "none")
+    stairs = []  # across from each front row to the next one's size, then down to its perplexity
+    for row, following in zip(front, front[1:] + [None]):
+        x, y = row["size_bytes"] / 1e6, row["test_ppl"]
+        stairs += [(x, y), (following["size_bytes"] / 1e6 if following else x * 1.5, y)]
+    axis.plot(*zip(*stairs), linestyle="--", color="0.4", lw=1, zorder=2,
+              label="Pareto front: no row is both smaller and lower")
     axis.set_xscale("log")
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    axis.set_xlim(min(xs) / 2.5, max(xs) * 6)  # room for labels on either side
+    spread = max(ys) - min(ys) or 1.0
+    axis.set_ylim(min(ys) - 0.15 * spread, max(ys) + 0.12 * spread)
     axis.set_xlabel("model file size (MB, log scale)")
     axis.set_ylabel("test perplexity (wt2-mini)")
     axis.grid(True, alpha=0.3)
-    save_figure(figure, path, dpi=110)
+    axis.legend(loc="upper right", fontsize=7, frameon=False)
+    figure.tight_layout()
+    place_labels(axis, points, [row["name"] for row in rows])
+    return figure
+
+
+PLOT_DPI = 110
+
+
+def plot(results: dict, path: str) -> None:
+    from hf_softbin.plotting import save_figure
+
+    save_figure(ppl_vs_size_figure(results["rows"]), path, dpi=PLOT_DPI)
 
 
 SECTIONS = (("benchmark", render_benchmark), ("seeds", render_seeds), ("quality", render_quality), ("asr", render_asr), ("search", render_search),

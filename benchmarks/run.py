@@ -16,12 +16,10 @@ import argparse
 import json
 import math
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +27,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from measure import best_rates, memory_bytes  # noqa: E402  (benchmarks/measure.py)
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 RECIPES = os.path.join("configs", "wt2-mini")
@@ -221,15 +220,6 @@ def perplexity(model, stream: torch.Tensor) -> float:
     return math.exp(loss)
 
 
-def peak_resident_bytes() -> int:
-    """This process's peak resident set (VmHWM). Not ru_maxrss: Linux carries that across fork and exec."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def score_one(row_json: str, stream_path: str, tokens: int) -> dict:
     """Run in a fresh process: load time, scoring speed and peak resident memory of one row."""
     from accelerate import Accelerator
@@ -237,7 +227,7 @@ def score_one(row_json: str, stream_path: str, tokens: int) -> dict:
     from hf_softbin.training.data import eval_streams  # noqa: F401  (imports before the baseline, like a user's)
 
     row = json.loads(row_json)
-    baseline = peak_resident_bytes()
+    baseline = memory_bytes("VmHWM")
     began = time.perf_counter()
     model = load_row(row)
     load_seconds = time.perf_counter() - began
@@ -248,7 +238,7 @@ def score_one(row_json: str, stream_path: str, tokens: int) -> dict:
     began = time.perf_counter()
     _, count = evaluate(model, stream, Accelerator(cpu=True), 10, 35)
     seconds = time.perf_counter() - began
-    peak = peak_resident_bytes()
+    peak = memory_bytes("VmHWM")
     return {"load_seconds": load_seconds, "tokens_per_second": count / seconds, "peak_rss_bytes": peak,
             "peak_rss_above_imports_bytes": peak - baseline}
 
@@ -273,56 +263,50 @@ def scoring_speed(rows: list[dict], stream_path: str, tokens: int, rounds: int) 
 
 def training_speed(directories: dict, data_dir: str, steps: int, rounds: int) -> dict[str, float]:
     """Tokens/s of training steps of the float, BLLM, soft, soft + KD and PQ + soft + KD recipes on the same batches,
-    in one process, interleaved rounds, best round each."""
+    in one process, interleaved rounds, best round each: the training loop's own step on its own batches."""
     from accelerate import Accelerator
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hf_softbin import SoftBinLSTMForCausalLM, register_latent_clipping
-    from hf_softbin.training.data import batchify, load_text_splits, token_stream, tokenize_splits
-    from hf_softbin.training.loop import build_optimizer, segment_loss
+    from hf_softbin.training.data import batchify, get_batch, load_text_splits, token_stream, tokenize_splits
+    from hf_softbin.training.distill import Teacher
+    from hf_softbin.training.loop import train_step
+    from hf_softbin.training.optim import build_optimizer
     from hf_softbin.training.recipe import load_run_config
 
     accelerator = Accelerator(cpu=True)
     tokenizer = AutoTokenizer.from_pretrained(directories["float"])
     splits = load_text_splits(train_file=os.path.join(data_dir, "train.txt"))
     rows = batchify(token_stream(tokenize_splits(splits, tokenizer, "text")["train"]), 20)
-    teacher = AutoModelForCausalLM.from_pretrained(directories["float"]).eval()
-    setups = {}
-    for key, recipe in (("float", "teacher.yaml"), ("bllm", "bllm.yaml"), ("soft", "soft.yaml"),
-                        ("soft-kd", "soft-kd.yaml"), ("pq-m5", "pq-soft-kd.yaml")):
+    teacher = Teacher([AutoModelForCausalLM.from_pretrained(directories["float"])])
+
+    def steps_of(recipe: str):
         config = load_run_config(os.path.join(RECIPES, recipe), data_overrides(data_dir))
         model = SoftBinLSTMForCausalLM(config.model_config(tokenizer)).train()
         optimizer = build_optimizer(config, model)
         register_latent_clipping(optimizer, model)
-        setups[key] = (config, model, optimizer, teacher if recipe.endswith("-kd.yaml") else None)
+        kd_teacher = teacher if recipe.endswith("-kd.yaml") else None
+        bptt = config.training.bptt
 
-    def run(key, count):
-        config, model, optimizer, kd_teacher = setups[key]
-        bptt, state, teacher_state = config.training.bptt, None, None
-        began = time.perf_counter()
-        for index in range(count):
-            x, y = rows[:, index * bptt:(index + 1) * bptt], rows[:, index * bptt + 1:(index + 1) * bptt + 1]
-            loss, _, state, teacher_state = segment_loss(model, kd_teacher, x, y, state, teacher_state, config,
-                                                         accelerator)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.training.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad()
-        return count * rows.shape[0] * bptt / (time.perf_counter() - began)
+        def run(count: int = steps) -> float:
+            states = (None, None)
+            for index in range(count):
+                batch = get_batch(rows, index * bptt, bptt)
+                _, _, *states = train_step(model, kd_teacher, batch, states, config, accelerator, optimizer)
+            return count * rows.shape[0] * bptt
+        return run
 
-    for key in setups:
-        run(key, 2)  # warm-up
-    samples = {key: [] for key in setups}
-    for _ in range(rounds):
-        for key in setups:
-            samples[key].append(run(key, steps))
-    return {key: max(values) for key, values in samples.items()}
+    works = {key: steps_of(recipe) for key, recipe in (("float", "teacher.yaml"), ("bllm", "bllm.yaml"),
+                                                         ("soft", "soft.yaml"), ("soft-kd", "soft-kd.yaml"),
+                                                         ("pq-m5", "pq-soft-kd.yaml"))}
+    return best_rates(works, rounds)
 
 
 def reference_shape_sizes() -> dict:
-    """File sizes at the reference shape (vocabulary 10,000, 2x650) of the binary layout and of every PQ row's."""
-    from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM
-    from hf_softbin.summary import float_file_bytes
+    """File sizes at the reference shape (vocabulary 10,000, 2x650) of the binary layout and of every PQ row's, from
+    shapes alone (hf_softbin.summary)."""
+    from hf_softbin import SoftBinLSTMConfig
+    from hf_softbin.summary import summarize_config
     from hf_softbin.training.recipe import load_run_config
 
     layouts = {"binary (soft + KD)": load_run_config(os.path.join(RECIPES, "soft-kd.yaml")).model}
@@ -330,15 +314,11 @@ def reference_shape_sizes() -> dict:
         if row.recipe == "pq-soft-kd.yaml":
             layouts[row.name] = load_run_config(os.path.join(RECIPES, row.recipe), row.overrides).model
     sizes = {}
-    with tempfile.TemporaryDirectory() as directory:
-        for name, model_section in layouts.items():
-            config = SoftBinLSTMConfig(**{**model_section, "vocab_size": 10000, "embedding_size": 650,
-                                          "hidden_size": 650, "num_hidden_layers": 2})
-            path = os.path.join(directory, "model")
-            SoftBinLSTMForCausalLM(config).save_pretrained(path)
-            packed = os.path.getsize(os.path.join(path, "model.safetensors"))
-            reference = float_file_bytes(config)
-            sizes[name] = {"float32_bytes": reference, "packed_bytes": packed, "ratio": reference / packed}
+    for name, model_section in layouts.items():
+        summary = summarize_config(SoftBinLSTMConfig(**{**model_section, "vocab_size": 10000, "embedding_size": 650,
+                                                        "hidden_size": 650, "num_hidden_layers": 2}))
+        sizes[name] = {"float32_bytes": summary.float_file_bytes, "packed_bytes": summary.packed_file_bytes,
+                       "ratio": summary.file_ratio}
     return sizes
 
 
@@ -346,7 +326,7 @@ def reference_shape_sizes() -> dict:
 
 
 def run_benchmark(args) -> dict:
-    from hf_softbin.summary import layer_rows
+    from hf_softbin.summary import summarize
 
     began = time.time()
     directories = train_rows(args)
@@ -374,8 +354,7 @@ def run_benchmark(args) -> dict:
         row["test_ppl"] = perplexity(model, stream)
         row["size_bytes"] = os.path.getsize(weights_file(row))
         if row["kind"] == "hf" and model.config.is_quantized:
-            tensors = layer_rows(model)
-            row["count_compression_ratio"] = sum(r.float_bytes for r in tensors) / sum(r.packed_bytes for r in tensors)
+            row["count_compression_ratio"] = summarize(row["path"]).count_ratio
     reference = rows[0]
     for row in rows:
         row["ppl_ratio"] = row["test_ppl"] / reference["test_ppl"]
@@ -415,7 +394,7 @@ def kenlm_rows(args, budget: int, reference: dict) -> list[dict]:
 
 def quick_data(data_dir: str, target: str, lines: int = 400) -> str:
     """The first lines of each split, for a smoke run whose every evaluation takes seconds."""
-    from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic
+    from hf_softbin.atomic import write_text_atomic
 
     os.makedirs(target, exist_ok=True)
     for name in ("train", "valid", "test"):

@@ -36,7 +36,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
-from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic  # noqa: E402
+from hf_softbin.atomic import write_text_atomic  # noqa: E402
 
 RECIPES = os.path.join("configs", "wt2-mini")
 # Settings trained to convergence after screening, per family.

@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-dir", default=os.path.join("runs", "bench"), help="the benchmark's trained rows")
     args = parser.parse_args(argv)
     from hf_softbin.scoring.lm import LanguageModel
-    from hf_softbin.scoring.rescoring import first_pass_wer, oracle_wer, read_nbest_jsonl
+    from hf_softbin.scoring.nbest_io import read_nbest_jsonl
+    from hf_softbin.scoring.rescoring import first_pass_wer, oracle_wer
 
     began = time.time()
     dev = read_nbest_jsonl(os.path.join(args.lists, "dev.jsonl"))

@@ -1,17 +1,20 @@
 """hf-softbin: soft-binarized (1-bit) and product-quantized LSTM language models as native Transformers models."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from .models import softbin_lstm
 from .models.softbin_lstm import *  # noqa: F403  (the model, its config, quantizers and pipeline)
 from .models.softbin_lstm import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, SoftBinLSTMModel, register_pipeline
+from .tokenization import WordTokenizer
+from .training.hooks import register_latent_clipping
 
 __version__ = "0.2.0"
 
 AutoConfig.register(SoftBinLSTMConfig.model_type, SoftBinLSTMConfig, exist_ok=True)
 AutoModel.register(SoftBinLSTMConfig, SoftBinLSTMModel, exist_ok=True)
 AutoModelForCausalLM.register(SoftBinLSTMConfig, SoftBinLSTMForCausalLM, exist_ok=True)
+AutoTokenizer.register(SoftBinLSTMConfig, tokenizer_class=WordTokenizer, exist_ok=True)
 
 register_pipeline()  # pipeline("text-scoring", model=...)
 
-__all__ = list(softbin_lstm.__all__)
+__all__ = [*softbin_lstm.__all__, "register_latent_clipping"]

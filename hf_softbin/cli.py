@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+from .scoring.nbest_io import NBEST_FORMATS
+
 
 def cmd_summary(args):
     from .summary import format_summary, summarize
@@ -11,9 +13,26 @@ def cmd_summary(args):
 
 
 def cmd_train(args):
-    from .training.loop import main as train_main
+    """`hf-softbin train CONFIG.yaml [--section.key value ...]`: status 130/143 when a signal stopped it (a resumable
+    checkpoint was saved), 1 when the loss diverged, 2 for bad input, as every command."""
+    from .training import loop
+    from .training.recipe import load_run_config, parse_overrides
 
-    return train_main(args.extra)
+    argv = args.extra
+    if not argv or argv[0] in ("-h", "--help"):
+        print(loop.__doc__)
+        print("usage: hf-softbin train CONFIG.yaml [--section.key value ...]")
+        return 0 if argv else 2
+    path, tokens = (None, argv) if argv[0].startswith("--") else (argv[0], argv[1:])
+    try:
+        loop.train(load_run_config(path, parse_overrides(tokens)))
+    except loop.TrainingInterrupted as stop:
+        print(f"hf-softbin train: {stop}; resume with --resume_from_checkpoint latest", file=sys.stderr)
+        return 128 + stop.signal_number
+    except loop.TrainingDiverged as err:
+        print(f"hf-softbin train: error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_demo(args):
@@ -35,9 +54,20 @@ def cmd_sample(args):
     print(f"sampled text: {path} ({len(lines):,} sentences, {sum(len(line.split()) + 1 for line in lines):,} tokens)")
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def load_language_model(args):
+    import torch
+
     from .scoring.lm import LanguageModel
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return LanguageModel.from_pretrained(args.model, device=args.device, batch_size=args.batch_size,
                                          trust_remote_code=args.trust_remote_code or None, keep_packed=args.keep_packed)
 
@@ -53,18 +83,35 @@ def cmd_score(args):
     print("\n".join(output))
 
 
-def cmd_rescore(args):
-    from .scoring.rescoring import format_rescore_summary, read_nbest, rescore, write_choices
+def nbest_options(args, dev: bool = False) -> dict:
+    """The `read_nbest` options the flags give for the test lists (or the dev lists), checked against the format:
+    a flag that does not apply to it, or one it needs and lacks, is an error naming the flag."""
+    from .scoring.nbest_io import FORMAT_OPTIONS
 
-    utterances = read_nbest(args.nbest, args.format, scores=args.scores, refs=args.refs, costs=args.costs,
-                            beam_width=args.beam_width)
-    dev = (read_nbest(args.tune_on, args.format, scores=args.dev_scores, refs=args.dev_refs, costs=args.costs,
-                      beam_width=args.beam_width) if args.tune_on else None)
+    prefix = "dev_" if dev else ""
+    flags = {"scores": prefix + "scores", "refs": prefix + "refs", "costs": "costs", "beam_width": "beam_width"}
+    options = {name: getattr(args, flag) for name, flag in flags.items()}
+    required, optional = FORMAT_OPTIONS[args.format]
+    for name, value in options.items():
+        if value and name not in required + optional:
+            raise ValueError(f"--{flags[name].replace('_', '-')} does not apply to --format {args.format}")
+    for name in required:
+        if options[name] is None:
+            raise ValueError(f"--format {args.format} needs --{flags[name].replace('_', '-')}")
+    return options
+
+
+def cmd_rescore(args):
+    from .scoring.nbest_io import format_choices, read_nbest, write_lines
+    from .scoring.rescoring import format_rescore_summary, rescore
+
+    utterances = read_nbest(args.nbest, args.format, **nbest_options(args))
+    dev = read_nbest(args.tune_on, args.format, **nbest_options(args, dev=True)) if args.tune_on else None
     lm = load_language_model(args)
     score = lambda texts: lm.lm_logprob(texts, progress=not args.no_progress)  # noqa: E731
     result = rescore(utterances, score, args.lm_weight, dev=dev, word_insertion_penalty=args.penalty,
                      first_pass_weight=args.first_pass_weight, batch_size=None)
-    write_choices(result, args.out, args.format)
+    write_lines(format_choices(result.utterances, result.chosen, result.scores, args.format), args.out)
     print(format_rescore_summary(result), file=sys.stderr)
 
 
@@ -120,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
         command.add_argument("--keep-packed", action="store_true",
                              help="keep a packed model 1-bit in memory (unpack per use; slower, ~1/30 of the memory)")
+        command.add_argument("--threads", type=positive_int, default=None,
+                             help="CPU threads for the model (default: torch's, one a core); on cores busy with "
+                                  "other jobs, 1 can be much faster")
 
     score = commands.add_parser(
         "score", help="score each line of a text file (TSV: log10 prob, tokens, OOVs, perplexity) and the corpus",
@@ -144,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     weight.add_argument("--tune-on", metavar="DEV_NBEST", help="grid-search W (and P unless --penalty) on these dev lists")
     rescore.add_argument("--penalty", type=float, default=None, help="word insertion penalty P (default 0, or tuned)")
     rescore.add_argument("--first-pass-weight", type=float, default=0.0, help="weight W0 of the first-pass lm_score")
-    rescore.add_argument("--format", choices=("jsonl", "kaldi", "nemo"), default="jsonl",
+    rescore.add_argument("--format", choices=NBEST_FORMATS, default="jsonl",
                          help="input format; the choices are written as JSON Lines (Kaldi text for kaldi)")
     rescore.add_argument("--beam-width", type=int, help="nemo: hypotheses per utterance in the beam output")
     rescore.add_argument("--scores", help="kaldi: the `UTT-ID-N score` file of NBEST")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .models.softbin_lstm.checkpoint import write_text_atomic
+from .atomic import write_text_atomic
 
 NUM_CLOSED_CLASSES = 14  # small classes of frequent short words, like function words
 NUM_OPEN_CLASSES = 30  # large classes of longer words, like nouns and verbs

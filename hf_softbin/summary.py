@@ -1,17 +1,19 @@
-"""Per-layer accounting of a saved model: parameters, float32 bytes, and where the packed bytes go.
+"""Per-layer accounting of a model: parameters, float32 bytes, and where the packed bytes go; from its config alone.
 
-The reference is a float32 model of the same shape (every part float). A packed layer's bytes are split into sign
-bits, PQ codes, PQ codebooks, scalars (alpha, BLLM gamma, codeword scales) and other floats (biases, BLLM beta), read
-from exactly the tensors a packed checkpoint holds.
+Nothing but shapes is built: the float32 model of the same shape (every part float), the reference of every ratio,
+and the packed model are made on the meta device. A packed layer's bytes are split into sign bits, PQ codes, PQ
+codebooks, scalars (alpha, gammas, codeword scales) and other floats (biases, BLLM beta), from exactly the tensors a
+packed checkpoint holds; a file's size is the size `save_pretrained` writes, to the byte (or, for a saved directory,
+the size of the file it holds). A run's metrics, the model card and the benchmark all take their figures from here.
 """
 
 import os
 from dataclasses import dataclass, field
 
-from safetensors.torch import save as safetensors_save
+import torch
 
 from .models.softbin_lstm import SoftBinLSTMConfig, SoftBinLSTMForCausalLM
-from .models.softbin_lstm.checkpoint import WEIGHTS_NAME
+from .models.softbin_lstm.checkpoint import CONFIG_NAME, WEIGHTS_NAME, WeightsFile, weights_file_size
 from .models.softbin_lstm.configuration_softbin_lstm import PARTS
 
 # Which kind of storage each packed tensor name (its last component) is.
@@ -38,9 +40,10 @@ class LayerRow:
 @dataclass
 class Summary:
     rows: list[LayerRow]
-    float_file_bytes: int
-    packed_file_bytes: int | None
+    float_file_bytes: int  # the float32 model.safetensors of the same shape
+    packed_file_bytes: int | None  # the packed model.safetensors (None for a full-precision model)
     float_file_source: str
+    packed_file_source: str | None = None
 
     @property
     def parameters(self) -> int:
@@ -63,21 +66,36 @@ class Summary:
 
 
 def float_twin(config: SoftBinLSTMConfig) -> SoftBinLSTMForCausalLM:
-    """The float32 model of the same shape: what the compression is measured against."""
+    """The float32 model of the same shape: what every ratio is measured against (built on the default device; the
+    summary builds it on the meta device)."""
     values = {**config.to_dict(), "quantization": {part: "float" for part in PARTS}, "checkpoint_format": "master"}
     return SoftBinLSTMForCausalLM(SoftBinLSTMConfig.from_dict(values))
 
 
-def float_file_bytes(config: SoftBinLSTMConfig) -> int:
-    """The size of the float32 model of the same shape, serialized as safetensors."""
-    return len(safetensors_save(float_twin(config).master_state_dict()))
+def _saved_size(model: SoftBinLSTMForCausalLM, checkpoint_format: str) -> int:
+    """The size of the model.safetensors `model.save_pretrained` writes in `checkpoint_format`."""
+    tensors = model.packed_state_dict() if checkpoint_format == "packed" else model.master_state_dict()
+    return weights_file_size(tensors, checkpoint_format, model.checkpoint_config(checkpoint_format).to_dict())
 
 
-def layer_rows(model: SoftBinLSTMForCausalLM) -> list[LayerRow]:
-    """One row per weight matrix (with its scalars) and per float vector (biases, gamma/beta)."""
+def summarize_config(config: SoftBinLSTMConfig) -> Summary:
+    """Account for a model of this config, against the float32 model of the same shape, from shapes alone."""
+    reference = "the float32 model.safetensors of the same shape, as save_pretrained writes it"
+    with torch.device("meta"):
+        twin = float_twin(config)
+        if not config.is_quantized:
+            return Summary(_layer_rows(twin, twin), _saved_size(twin, "master"), None, reference)
+        packed = SoftBinLSTMForCausalLM(SoftBinLSTMConfig.from_dict({**config.to_dict(), "checkpoint_format": "packed"}))
+    return Summary(_layer_rows(twin, packed), _saved_size(twin, "master"), _saved_size(packed, "packed"), reference,
+                   "the packed model.safetensors, as save_pretrained writes it")
+
+
+def _layer_rows(twin: SoftBinLSTMForCausalLM, model: SoftBinLSTMForCausalLM) -> list[LayerRow]:
+    """One row per weight matrix (with its scalars) and per float vector (biases, gamma/beta): the parameters of the
+    float32 `twin`, the bytes `model` saves."""
     matrices = set(model.matrices())
     rows = {}
-    for name, tensor in float_twin(model.config).state_dict().items():
+    for name, tensor in twin.state_dict().items():
         layer = name.rsplit(".", 1)[0] if name.rsplit(".", 1)[0] in matrices else name
         rows.setdefault(layer, LayerRow(layer, 0)).parameters += tensor.numel()
     stored = model.packed_state_dict() if model.config.is_quantized else model.master_state_dict()
@@ -89,20 +107,26 @@ def layer_rows(model: SoftBinLSTMForCausalLM) -> list[LayerRow]:
     return list(rows.values())
 
 
-def summarize(directory: str) -> Summary:
-    """Account for the model saved in `directory` (packed or master), against a float32 model of the same shape."""
+def summarize(directory: str | os.PathLike) -> Summary:
+    """Account for the model saved in `directory` (packed or master): its architecture as its weights record it
+    (config.json for files older than that), the size of the file it holds, the other file's as it would be saved."""
+    directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{directory}: no such model directory")
-    model = SoftBinLSTMForCausalLM.from_pretrained(directory, keep_packed=True)
     weights = os.path.join(directory, WEIGHTS_NAME)
-    if not model.config.is_quantized:
-        return Summary(layer_rows(model), os.path.getsize(weights), None, "this checkpoint")
-    if model.is_packed:
-        packed_bytes = os.path.getsize(weights)
-    else:
-        packed_bytes = len(safetensors_save(model.packed_state_dict()))
-    reference = "a float32 checkpoint of the same shape, serialized in memory"
-    return Summary(layer_rows(model), float_file_bytes(model.config), packed_bytes, reference)
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"{directory}: no {WEIGHTS_NAME} in this model directory")
+    saved = WeightsFile(weights, verify=False).saved_config
+    if saved is None and not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
+        raise FileNotFoundError(f"{directory}: no {CONFIG_NAME} in this model directory")
+    config = SoftBinLSTMConfig.from_dict(saved) if saved else SoftBinLSTMConfig.from_pretrained(directory)
+    summary = summarize_config(config)
+    held = os.path.getsize(weights)
+    if config.checkpoint_format == "packed":
+        summary.packed_file_bytes, summary.packed_file_source = held, "packed model.safetensors"
+    elif not config.is_quantized:
+        summary.float_file_bytes, summary.float_file_source = held, "this model.safetensors"
+    return summary
 
 
 def format_summary(summary: Summary) -> str:
@@ -123,8 +147,8 @@ def format_summary(summary: Summary) -> str:
     if summary.file_ratio is not None:
         lines.append(
             f"compression on disk: {summary.float_file_bytes:,} bytes ({summary.float_file_source}) / "
-            f"{summary.packed_file_bytes:,} bytes (packed model.safetensors) = {summary.file_ratio:.2f}x"
+            f"{summary.packed_file_bytes:,} bytes ({summary.packed_file_source}) = {summary.file_ratio:.2f}x"
         )
     else:
-        lines.append(f"this is a full-precision checkpoint: model.safetensors is {summary.float_file_bytes:,} bytes")
+        lines.append(f"a full-precision model: {summary.float_file_bytes:,} bytes ({summary.float_file_source})")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ the first pass often picks a wrong one. See hf_softbin.scoring.synthetic_nbest.
 import argparse
 import sys
 
-from hf_softbin.scoring.rescoring import write_nbest_jsonl
+from hf_softbin.scoring.nbest_io import write_nbest_jsonl
 from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
 
 

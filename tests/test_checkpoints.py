@@ -1,3 +1,4 @@
+import builtins
 import json
 import os
 import subprocess
@@ -11,8 +12,10 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 from hf_softbin import PackedModelTrainingError, SoftBinLSTMConfig, SoftBinLSTMForCausalLM
+from hf_softbin.models.softbin_lstm import checkpoint
+from hf_softbin.summary import summarize_config
 
-from conftest import BLOCK_HF_SOFTBIN, REMOTE_CODE_FILES, train_a_little
+from conftest import BLOCK_HF_SOFTBIN, REMOTE_CODE_FILES, REPO_ROOT, train_a_little
 
 VARIANTS = [
     dict(),
@@ -63,13 +66,37 @@ def test_packed_file_holds_sign_bits_and_float_scalars(tmp_path, tiny_config):
     assert torch.equal(unpacked, signs)
 
 
-def test_reference_configuration_packs_at_least_30x_smaller(tmp_path):
-    model = SoftBinLSTMForCausalLM(SoftBinLSTMConfig(vocab_size=10000, embedding_size=650, hidden_size=650,
-                                                     num_hidden_layers=2, binarize=True, scaling="row"))
-    model.save_pretrained(tmp_path / "packed")
-    model.save_pretrained(tmp_path / "master", packed=False)
-    ratio = os.path.getsize(tmp_path / "master/model.safetensors") / os.path.getsize(tmp_path / "packed/model.safetensors")
-    assert ratio >= 30.0, ratio
+def test_reference_configuration_packs_at_least_30x_smaller():
+    """The file sizes save_pretrained writes (test_summary checks them against saved files), and README says them."""
+    summary = summarize_config(SoftBinLSTMConfig(vocab_size=10000, embedding_size=650, hidden_size=650,
+                                                 num_hidden_layers=2, binarize=True, scaling="row"))
+    assert summary.file_ratio >= 30.0, summary.file_ratio
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert f"is {summary.file_ratio:.1f}x smaller than the float32 one ({summary.float_file_bytes:,} vs " \
+           f"{summary.packed_file_bytes:,} bytes)" in " ".join(readme.split())
+
+
+def test_a_save_writes_each_file_once_and_prints_nothing(tmp_path, tiny_config, capfd, monkeypatch):
+    model = SoftBinLSTMForCausalLM(tiny_config())
+    writes = []
+    real_save = SoftBinLSTMConfig.save_pretrained
+    monkeypatch.setattr(SoftBinLSTMConfig, "save_pretrained",
+                        lambda self, *a, **k: writes.append(1) or real_save(self, *a, **k))
+    model.save_pretrained(tmp_path)
+    assert writes == [1]
+    assert capfd.readouterr().err == ""  # no progress bar of a shard that is not written
+
+
+def test_loading_reads_config_json_once_and_hashes_the_weights_once(tmp_path, tiny_config, monkeypatch):
+    SoftBinLSTMForCausalLM(tiny_config()).save_pretrained(tmp_path)
+    opened, digests = [], []
+    real_open, real_digest = builtins.open, checkpoint.WeightsFile._payload_digest
+    monkeypatch.setattr(builtins, "open", lambda file, *a, **k: opened.append(os.path.basename(os.fspath(file)))
+                        or real_open(file, *a, **k))
+    monkeypatch.setattr(checkpoint.WeightsFile, "_payload_digest", lambda self: digests.append(1) or real_digest(self))
+    SoftBinLSTMForCausalLM.from_pretrained(tmp_path)
+    monkeypatch.undo()
+    assert opened.count("config.json") == 1 and opened.count("model.safetensors") == 1 and digests == [1]
 
 
 def test_packed_model_refuses_training_and_master_trains(tmp_path, tiny_config):

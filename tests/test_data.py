@@ -4,12 +4,13 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from tokenizers import processors
 
 from hf_softbin.training.data import (
     IGNORE_INDEX,
     batchify,
-    bptt_batches,
     eval_streams,
+    get_batch,
     load_text_splits,
     token_stream,
     tokenize_splits,
@@ -18,6 +19,9 @@ from hf_softbin.tokenization import SPECIAL_TOKENS, train_word_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WT2_MINI = REPO_ROOT.parent / "shared" / "data" / "wt2-mini"
+# What tokenizers saved by hf-softbin 0.2 and before did: append <eos> (id 1) to the words.
+OLD_POST_PROCESSOR = processors.TemplateProcessing(single="$A <eos>", pair="$A <eos> $B <eos>",
+                                                   special_tokens=[("<eos>", 1)])
 
 
 @pytest.fixture
@@ -42,10 +46,16 @@ def load_files(text_files, tmp_path, **kwargs):
     )
 
 
-def test_load_tokenize_and_stream(text_files, tmp_path):
+@pytest.mark.parametrize("convention", ["current", "0.2"])
+def test_load_tokenize_and_stream(text_files, tmp_path, convention):
+    """The stream is `[eos, w.., eos, w.., eos]` with a tokenizer of today (start token before the words) and with
+    one saved by hf-softbin 0.2 (`<eos>` appended): a student distilled from an old teacher sees the same stream."""
     splits = load_files(text_files, tmp_path)
     assert list(splits) == ["train", "validation", "test"]
     tok = train_word_tokenizer([text_files["train"]])
+    if convention == "0.2":
+        tok.backend_tokenizer.post_processor = OLD_POST_PROCESSOR
+        assert tok("a")["input_ids"] == [tok.convert_tokens_to_ids("a"), 1]
     tokenized = tokenize_splits(splits, tok, "text")
     a, b, c, z = (tok.convert_tokens_to_ids(w) for w in "abcz")
     assert z == 0
@@ -112,13 +122,15 @@ def test_batchify_gives_each_rank_a_contiguous_disjoint_share():
         batchify(stream, batch_size, rank=2, world_size=2)
 
 
-def test_bptt_batches_shift_targets_by_one_and_cover_every_step():
+def test_batches_shift_targets_by_one_and_a_pass_covers_every_step():
     data = batchify(torch.arange(40), batch_size=2)  # rows 0..19 and 20..39
-    pairs = list(bptt_batches(data, bptt=6))
+    pairs = [get_batch(data, start, bptt=6) for start in range(0, data.shape[1] - 1, 6)]
     assert [inputs.shape[1] for inputs, _ in pairs] == [6, 6, 6, 1]
     for inputs, targets in pairs:
         assert torch.equal(targets, inputs + 1)
     assert torch.cat([targets for _, targets in pairs], dim=1)[0].tolist() == list(range(1, 20))
+    with pytest.raises(ValueError, match="bptt"):
+        get_batch(data, 0, bptt=0)
 
 
 @pytest.mark.parametrize(
@@ -161,3 +173,6 @@ def test_wt2_mini_checksums_vocabulary_and_stream(tmp_path):
     stream = token_stream(tokenize_splits(splits, tok, "text")["train"])
     # 213,886 words; 2,461 of the 3,760 lines are not blank and end with <eos>; plus the leading <eos>
     assert len(stream) == 213_886 + 2_461 + 1
+    # the very stream hf-softbin 0.2 trained on (its digest then), so old and new runs see the same data
+    assert hashlib.sha256(stream.numpy().tobytes()).hexdigest() == (
+        "0514e0e2649f6fbe024afa825715343700999460bd69dff5aaa5dbf487d25f32")

@@ -11,13 +11,12 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from transformers import AutoModelForCausalLM, pipeline
 
 from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM
-from hf_softbin.hub import HubUploadError, prepare_upload_folder, render_model_card, resolve_token
-from hf_softbin.summary import format_summary, summarize
+from hf_softbin.hub import BUNDLE, HubUploadError, prepare_upload_folder, resolve_token
+from hf_softbin.model_card import render_model_card
 from hf_softbin.tokenization import train_word_tokenizer
 
-from conftest import REMOTE_CODE_FILES
+from conftest import REMOTE_CODE_FILES, SENTENCES
 
-SENTENCES = ["the cat sat on the mat", "a dog ran under the tree", "the bird sang today"]
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))  # copied as is, never decoded
 EXPECTED_FILES = {
     "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -116,7 +115,10 @@ def test_model_card_metadata_parses_and_validates(run_dir, prepared):
 
 def test_model_card_body_has_table_curve_and_usage(run_dir, prepared):
     text = (prepared / "README.md").read_text()
-    assert format_summary(summarize(str(run_dir))) in text
+    packed = os.path.getsize(run_dir / "model.safetensors")
+    compression = next(line for line in text.splitlines() if line.startswith("compression on disk"))
+    assert f"{packed:,} bytes (packed model.safetensors)" in compression  # the very file uploaded
+    assert "model.lstm.0.weight_ih" in text and "sign bits" in text  # the per-layer table
     assert "![training curve](training_curve.png)" in text
     for snippet in ('AutoModelForCausalLM.from_pretrained("someone/softbin-tiny", trust_remote_code=True)',
                     "model.generate(", 'pipeline("text-scoring", model="someone/softbin-tiny"', "123.46", "118.20"):
@@ -144,11 +146,10 @@ def test_bad_run_directories_are_refused_before_anything_is_written(run_dir, tmp
     no_tokenizer = make_run_dir(tmp_path / "no-tok", metrics=False, curve=False)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         os.remove(no_tokenizer / name)
-    with pytest.raises(FileNotFoundError, match="tokenizer"):
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
         prepare_upload_folder(no_tokenizer, tmp_path / "b")
-    os.remove(no_tokenizer / "pipeline_text_scoring.py")
     (no_tokenizer / "tokenizer.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="pipeline_text_scoring.py"):
+    with pytest.raises(ValueError, match="tokenizer files do not load"):
         prepare_upload_folder(no_tokenizer, tmp_path / "c")
     template = tmp_path / "card.md"
     template.write_text("---\n{{ metadata }}\n---\n{{ no_such_thing }}\n")
@@ -158,6 +159,48 @@ def test_bad_run_directories_are_refused_before_anything_is_written(run_dir, tmp
     with pytest.raises(FileExistsError):
         prepare_upload_folder(run_dir, tmp_path / "e")
     assert not [p for p in tmp_path.iterdir() if p.name in "abcd" or p.name.startswith(".tmp")]
+
+
+def test_the_upload_carries_the_installed_remote_code_not_the_run_directorys_copies(tmp_path):
+    run = make_run_dir(tmp_path / "run", metrics=False, curve=False)
+    (run / "modeling_softbin_lstm.py").write_text("raise SystemExit('planted')\n")
+    os.remove(run / "pipeline_text_scoring.py")
+    folder = prepare_upload_folder(run, tmp_path / "up")
+    for name in REMOTE_CODE_FILES:
+        assert (folder / name).read_bytes() == (BUNDLE / name).read_bytes(), name
+    config = json.loads((run / "config.json").read_text())
+    config["auto_map"]["AutoModel"] = "modeling_other.OtherModel"
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="modeling_other, which hf_softbin does not have"):
+        prepare_upload_folder(run, tmp_path / "other")
+
+
+def test_uploaded_metrics_hold_no_local_paths_and_the_card_still_names_the_data(tmp_path):
+    data = {"train_file": str(tmp_path / "corpora" / "wt2-mini" / "train.txt"), "tokenizer": "someone/word-tokenizer"}
+    run = make_run_dir(tmp_path / "run", data=data)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["config"].update(output_dir=str(run), distill={"teacher": str(tmp_path / "runs" / "teacher")})
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    folder = prepare_upload_folder(run, tmp_path / "up")
+    uploaded = (folder / "metrics.json").read_text()
+    assert str(tmp_path) not in uploaded
+    config = json.loads(uploaded)["config"]
+    assert config["data"] == {"train_file": "wt2-mini/train.txt", "tokenizer": "someone/word-tokenizer"}
+    assert config["distill"]["teacher"] == "runs/teacher" and config["output_dir"] == f"{tmp_path.name}/run"
+    assert json.loads(uploaded)["valid_ppl"] == metrics["valid_ppl"]
+    assert "wt2-mini (local text files)" in (folder / "README.md").read_text()
+
+
+def test_a_directory_whose_config_disagrees_with_its_weights_is_not_uploaded(tmp_path):
+    """What a save killed between moving config.json and the weights leaves: the card would mix both."""
+    run = make_run_dir(tmp_path / "run", metrics=False, curve=False)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "hidden_size": 48}))
+    with pytest.raises(ValueError, match=r"config.json disagrees .*'hidden_size': \(48, 32\).*save_pretrained"):
+        prepare_upload_folder(run, tmp_path / "up")
+    assert not (tmp_path / "up").exists()
+    SoftBinLSTMForCausalLM.from_pretrained(run).save_pretrained(run)  # the repair the message gives
+    assert json.loads((prepare_upload_folder(run, tmp_path / "up") / "config.json").read_text())["hidden_size"] == 32
 
 
 def test_both_model_pushes_refuse_with_one_message_naming_the_command(tmp_path):

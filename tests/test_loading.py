@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -10,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, SoftBinLSTMModel
 from hf_softbin.cli import main as cli_main
 from hf_softbin.scoring.lm import LanguageModel
-from hf_softbin.tokenization import train_word_tokenizer
+from hf_softbin.tokenization import save_tokenizer, train_word_tokenizer
 
 from conftest import BLOCK_HF_SOFTBIN, train_a_little
 
@@ -54,6 +55,23 @@ def test_a_checkpoint_written_by_version_0_1_loads_to_the_same_logits(name):
                            model.model(input_ids=expected["input_ids"]).last_hidden_state)
 
 
+def test_a_version_0_1_checkpoint_scores_the_same_with_its_own_tokenizer_and_a_current_one(tmp_path):
+    """Its tokenizer appends <eos>; scoring adds the start and closing tokens itself, so nothing changes."""
+    sentences = ["the cat sat on the mat", "a dog ran far away home"]
+    old = LanguageModel.from_pretrained(FIXTURE / "packed", device="cpu")
+    assert old.tokenizer("the cat")["input_ids"][-1] == old.eos_id  # the 0.1 convention
+    shutil.copytree(FIXTURE / "packed", tmp_path / "packed")
+    save_tokenizer(old.tokenizer, tmp_path / "packed")
+    current = LanguageModel.from_pretrained(tmp_path / "packed", device="cpu")
+    assert current.tokenizer("the cat")["input_ids"][0] == current.eos_id  # the current convention
+    assert current.lm_logprob(sentences) == old.lm_logprob(sentences)
+    ids = [old.eos_id] + old.tokenizer(sentences[0], add_special_tokens=False)["input_ids"] + [old.eos_id]
+    with torch.no_grad():
+        logprobs = old.model(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+    assert old.lm_logprob(sentences[:1])[0] == pytest.approx(float(logprobs.gather(1, torch.tensor(ids[1:])[:, None]).sum()),
+                                                            abs=1e-5)
+
+
 def test_old_config_names_are_read():
     config = SoftBinLSTMConfig.from_dict({"vocab_size": 20, "init_range": 0.05, "scaling": "none",
                                           "binarize": ["lstm"]})
@@ -63,9 +81,11 @@ def test_old_config_names_are_read():
 
 
 @pytest.mark.parametrize("name", ["packed", "master"])
-def test_automodel_loads_the_base_of_a_causal_lm_checkpoint(trained, name):
+def test_automodel_loads_the_base_of_a_causal_lm_checkpoint(trained, name, caplog, capfd):
     model, root = trained
     base = AutoModel.from_pretrained(root / name)
+    printed = caplog.text + "".join(capfd.readouterr())
+    assert "LOAD REPORT" not in printed and "UNEXPECTED" not in printed  # leaving the output layer out is the point
     assert isinstance(base, SoftBinLSTMModel)
     with torch.no_grad():
         assert torch.equal(base(IDS).last_hidden_state, model.model(IDS).last_hidden_state)
@@ -167,7 +187,14 @@ def test_a_missing_tokenizer_is_named_with_how_to_save_it(trained, tmp_path):
             (bare / path.name).write_bytes(path.read_bytes())
     with pytest.raises(FileNotFoundError, match="no tokenizer.json.*save_pretrained"):
         LanguageModel.from_pretrained(bare)
-
-
-def test_the_config_class_is_registered_for_the_auto_classes():
-    assert isinstance(AutoConfig.for_model("softbin_lstm"), SoftBinLSTMConfig)
+    # Without any tokenizer file, AutoTokenizer comes to the tokenizer class hf_softbin registers for the config.
+    os.remove(bare / "tokenizer_config.json")
+    for load in (lambda: AutoTokenizer.from_pretrained(bare), lambda: pipeline("text-scoring", model=str(bare)),
+                 lambda: pipeline("text-generation", model=str(bare))):
+        with pytest.raises(FileNotFoundError, match="bare: no tokenizer.json.*save_pretrained"):
+            load()
+    # With tokenizer.json alone, that class supplies the special tokens tokenizer_config.json would have named.
+    (bare / "tokenizer.json").write_bytes((root / "packed" / "tokenizer.json").read_bytes())
+    alone = AutoTokenizer.from_pretrained(bare)
+    assert (alone.unk_token_id, alone.eos_token_id, alone.pad_token_id) == (0, 1, 2)
+    assert alone("the cat")["input_ids"] == AutoTokenizer.from_pretrained(root / "packed")("the cat")["input_ids"]

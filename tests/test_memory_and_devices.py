@@ -55,7 +55,8 @@ def test_half_precision_moves_every_float_tensor_and_still_scores(saved, ids):
         moved = convert(AutoModelForCausalLM.from_pretrained(directory))
         floats = {t.dtype for t in list(moved.buffers()) + list(moved.parameters()) if t.is_floating_point()}
         assert len(floats) == 1 and floats != {torch.float32}
-        assert torch.allclose(logits(moved, ids), expected, atol=0.1)  # half-precision rounding of the output layer
+        assert logits(moved, ids).dtype == floats.pop()  # the model's dtype, as any Transformers model gives
+        assert torch.allclose(logits(moved, ids).float(), expected, atol=0.1)  # half-precision rounding
 
 
 def test_a_device_and_dtype_the_lstm_kernel_cannot_run_is_refused_before_moving(saved, monkeypatch):
@@ -74,6 +75,16 @@ def test_a_device_and_dtype_the_lstm_kernel_cannot_run_is_refused_before_moving(
         model.half()
     assert {t.dtype for t in model.parameters()} == {torch.float32}  # left where it was
     model.to(torch.float64)  # another dtype is still fine
+
+
+def test_keep_packed_on_a_master_checkpoint_says_it_has_no_effect(saved, caplog):
+    _, directory = saved
+    master = AutoModelForCausalLM.from_pretrained(directory / "master", keep_packed=True)
+    assert "keep_packed=True has no effect" in caplog.text and "master" in caplog.text
+    assert not master.is_packed
+    caplog.clear()
+    AutoModelForCausalLM.from_pretrained(directory, keep_packed=True)
+    assert "no effect" not in caplog.text
 
 
 def test_to_meta_moves_every_tensor(saved):

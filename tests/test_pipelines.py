@@ -13,13 +13,10 @@ import hf_softbin  # noqa: F401  (registers "text-scoring")
 from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, TextScoringPipeline
 from hf_softbin.models.softbin_lstm import pipeline_text_scoring
 from hf_softbin.models.softbin_lstm.pipeline_text_scoring import token_logprobs
-from hf_softbin.tokenization import train_word_tokenizer
+from hf_softbin.tokenization import SPECIAL_TOKENS, train_word_tokenizer
 
-from conftest import BLOCK_HF_SOFTBIN, train_a_little
+from conftest import BLOCK_HF_SOFTBIN, SENTENCES, WORDS, stream_of, train_a_little
 
-WORDS = "the a cat dog bird sat ran sang on under over mat tree roof today again".split()
-SENTENCES = ["the cat sat on the mat", "a dog ran under the tree", "the bird sang over the roof today",
-             "a cat sat again", "the dog sang on a mat today again"]
 MIXED = ["the cat", "a dog ran under the tree today again on the mat", "", "bird", "the cat sat on the xyzzy mat"]
 
 
@@ -32,8 +29,7 @@ def tiny_model(tokenizer, seed=0, **overrides):
     values = dict(vocab_size=len(tokenizer), embedding_size=16, hidden_size=16, num_hidden_layers=1, dropout=0.0)
     values.update(overrides)
     model = SoftBinLSTMForCausalLM(SoftBinLSTMConfig(**values))
-    stream = torch.tensor([tokenizer.eos_token_id] + [i for s in SENTENCES for i in tokenizer(s)["input_ids"]])
-    return train_a_little(model, stream, steps=5, lr=0.02, seed=seed)
+    return train_a_little(model, stream_of(tokenizer, SENTENCES), steps=5, lr=0.02, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +169,18 @@ def test_remote_code_pipeline_without_the_package(saved, model, tokenizer, tmp_p
     for results in (remote["single"], remote["batched"]):
         assert [r["num_tokens"] for r in results] == [r["num_tokens"] for r in local]
         assert [r["logprob"] for r in results] == pytest.approx([r["logprob"] for r in local], abs=1e-4)
+
+
+def test_the_text_generation_pipeline_continues_the_sentence_of_its_prompt(saved, model, tokenizer):
+    """The prompt is read after the start token, as a sentence's first words, and the words generated after it
+    are joined to it by a space."""
+    prompt = "the bird"
+    generated = pipeline("text-generation", model=str(saved))(prompt, max_new_tokens=4, do_sample=False)
+    ids = torch.tensor([[tokenizer.eos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+    continuation = model.generate(ids, max_new_tokens=4, do_sample=False)[0, ids.shape[1]:].tolist()
+    words = [token for token in tokenizer.convert_ids_to_tokens(continuation) if token not in SPECIAL_TOKENS]
+    assert words  # the model goes on with the sentence
+    assert generated == [{"generated_text": prompt + " " + " ".join(words)}]
 
 
 def test_bad_inputs_are_named(model, tokenizer):

@@ -22,8 +22,7 @@ from hf_softbin.training.loop import train
 from hf_softbin.training.optim import BinarizationRamp, Bop
 from hf_softbin.training.recipe import load_run_config
 
-from conftest import BLOCK_HF_SOFTBIN, train_a_little
-from test_train import corpus, recipe, teacher_run, write_recipe  # noqa: F401  (module fixtures)
+from conftest import BLOCK_HF_SOFTBIN, recipe, train_a_little, write_recipe
 
 ROW_COL = dict(scaling="row_col", learnable_scale=True)
 

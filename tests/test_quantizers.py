@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from hf_softbin import SoftBinLSTMForCausalLM, register_latent_clipping
+from hf_softbin.training.hooks import clip_latent_weights_
 from hf_softbin.models.softbin_lstm.quantizers import (
     binarize,
     kmeans,
@@ -12,7 +13,6 @@ from hf_softbin.models.softbin_lstm.quantizers import (
     pq_matmul,
     pq_train,
     round_ste,
-    sign_ste,
     signs_matmul,
     unpack_signs,
 )
@@ -22,13 +22,13 @@ from hf_softbin.models.softbin_lstm.quantizers import (
 
 def test_sign_maps_zero_to_plus_one_and_is_exactly_plus_minus_one():
     weight = torch.tensor([[-0.5, 0.0, 0.3], [2.0, -0.0, -3.0]])
-    signs = sign_ste(weight)
+    signs = binarize(weight)
     assert torch.equal(signs, torch.tensor([[-1.0, 1.0, 1.0], [1.0, 1.0, -1.0]]))
 
 
 def test_straight_through_gradient_is_cut_where_latent_weight_left_unit_interval():
     weight = torch.tensor([[-1.5, -1.0, -0.2, 0.0, 0.7, 1.0, 1.01]], requires_grad=True)
-    sign_ste(weight).backward(torch.arange(1.0, 8.0)[None])
+    binarize(weight).backward(torch.arange(1.0, 8.0)[None])
     assert torch.equal(weight.grad, torch.tensor([[0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0]]))
 
 
@@ -41,16 +41,16 @@ def test_row_scaling_alpha_is_row_mean_of_absolute_latent_weights():
 
 def test_tensor_scaling_uses_one_alpha():
     weight = torch.randn(5, 7)
-    assert torch.equal(binarize(weight, mean_abs_scale(weight, "tensor")), weight.abs().mean() * sign_ste(weight))
+    assert torch.equal(binarize(weight, mean_abs_scale(weight, "tensor")), weight.abs().mean() * binarize(weight))
 
 
 def test_learned_scale_receives_the_sum_of_signs_times_the_gradient():
     weight = torch.randn(3, 4, requires_grad=True)
     learned = torch.full((3, 1), 0.25, requires_grad=True)
     out = binarize(weight, learned)
-    assert torch.equal(out, 0.25 * sign_ste(weight.detach()))
+    assert torch.equal(out, 0.25 * binarize(weight.detach()))
     out.sum().backward()
-    assert torch.allclose(learned.grad.squeeze(), sign_ste(weight.detach()).sum(dim=1))
+    assert torch.allclose(learned.grad.squeeze(), binarize(weight.detach()).sum(dim=1))
 
 
 def test_float16_storage_rounds_in_the_forward_pass_and_passes_the_gradient():
@@ -119,12 +119,23 @@ def test_products_by_table_lookup_equal_the_unpacked_matrix(rows):
                           atol=1e-5)
 
 
+@pytest.mark.parametrize("cols", [13, 16])
+def test_table_products_take_strided_inputs(cols):
+    """A table product's output is a transposed view; the next product (the following LSTM layer) takes it as is."""
+    generator = torch.Generator().manual_seed(4)
+    bits = pack_signs(torch.randn(24, cols, generator=generator))
+    strided = torch.randn(cols, 4, generator=generator).T  # (4, cols), not contiguous
+    assert not strided.is_contiguous()
+    expected = strided.contiguous() @ unpack_signs(bits, cols, torch.float32).T
+    assert torch.allclose(signs_matmul(strided, bits, cols), expected, atol=1e-5)
+
+
 def test_clipping_bounds_only_latent_binary_weights(tiny_config):
     model = SoftBinLSTMForCausalLM(tiny_config(binarize=["lstm"]))
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.fill_(3.0)
-    model.clip_latent_weights_()
+    clip_latent_weights_(model)
     assert model.model.lstm[0].weight_ih.weight.max() == 1.0
     assert model.model.embeddings.weight.max() == 3.0  # not binary: left alone
     assert model.model.lstm[0].bias_ih.max() == 3.0  # biases stay float and unclipped

@@ -5,58 +5,36 @@ import random
 import re
 from collections import Counter
 
+import jiwer
 import pytest
 
-from hf_softbin.scoring import rescoring
-from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
-from hf_softbin.scoring.rescoring import (
+from hf_softbin import atomic
+from hf_softbin.scoring.nbest_io import (
     Hypothesis,
     Utterance,
-    choose,
-    first_pass_choice,
-    first_pass_wer,
-    oracle_wer,
+    format_choices,
     read_kaldi_nbest,
     read_nbest,
     read_nbest_jsonl,
     read_nemo_nbest,
+    write_lines,
+    write_nbest_jsonl,
+)
+from hf_softbin.scoring.rescoring import (
+    choose,
+    first_pass_choice,
+    first_pass_wer,
+    oracle_wer,
     rescore,
     rescore_from_scores,
     score_hypotheses,
     tune_weights,
-    word_error_rate,
-    write_choices_jsonl,
-    write_choices_kaldi,
-    write_nbest_jsonl,
 )
+from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
+
+from conftest import toy_sentences
 
 # ------------------------------------------------------------------------------------------------ a toy language and LM
-
-DET = ["the", "a", "every", "some"]
-ADJ = ["small", "red", "quiet", "old", "clever"]
-NOUN = ["cat", "dog", "bird", "child", "teacher", "river", "house", "garden"]
-VERB = ["sees", "likes", "follows", "finds", "chases"]
-PREP = ["near", "behind", "under", "in"]
-
-
-def _noun_phrase(rng):
-    words = [rng.choice(DET)]
-    if rng.random() < 0.5:
-        words.append(rng.choice(ADJ))
-    return words + [rng.choice(NOUN)]
-
-
-def generate_sentences(count, seed):
-    """Sentences of a tiny grammar: NP VP [PP]. Word order is all a bigram model can learn, and all it needs to."""
-    rng = random.Random(seed)
-    sentences = []
-    for _ in range(count):
-        words = _noun_phrase(rng) + [rng.choice(VERB)] + _noun_phrase(rng)
-        if rng.random() < 0.4:
-            words += [rng.choice(PREP)] + _noun_phrase(rng)
-        sentences.append(" ".join(words))
-    return sentences
-
 
 class BigramLM:
     """Add-one bigram LM with <s> and <eos>; counts its calls and the texts it scored."""
@@ -88,17 +66,17 @@ class BigramLM:
 
 @pytest.fixture(scope="module")
 def train_text():
-    return generate_sentences(400, seed=1)
+    return toy_sentences(400, seed=1)
 
 
 @pytest.fixture(scope="module")
 def dev_nbest():
-    return make_corrupted_nbest(generate_sentences(60, seed=2), n=8, rng_seed=3)
+    return make_corrupted_nbest(toy_sentences(60, seed=2), n=8, rng_seed=3)
 
 
 @pytest.fixture(scope="module")
 def test_nbest():
-    return make_corrupted_nbest(generate_sentences(60, seed=4), n=8, rng_seed=5)
+    return make_corrupted_nbest(toy_sentences(60, seed=4), n=8, rng_seed=5)
 
 
 # ------------------------------------------------------------------------------------------------------- JSON Lines
@@ -128,11 +106,14 @@ def test_read_nbest_jsonl(tmp_path):
 @pytest.mark.parametrize(
     "bad_line, message",
     [
-        ('{"id": "u1", "hyps": [', "malformed JSON"),
+        ('{"id": "u1", "hyps": [', "malformed JSON (Expecting value: column 23)"),
+        ('{"id": "u1, "hyps": []}', "malformed JSON (Expecting ',' delimiter: column 14)"),
+        ('{"id": "u1", "hyps": ["x', "malformed JSON (Unterminated string starting at: column 23)"),
         ('["u1"]', "expected a JSON object"),
         ('{"id": "u1"}', 'missing "hyps"'),
         ('{"hyps": [{"text": "a", "am_score": 1}]}', 'missing "id"'),
-        ('{"id": "u1", "hyps": [{"am_score": 1}]}', 'missing "text"'),
+        ('{"id": "u1", "hyps": [{"am_score": 1}]}', 'hypothesis 1: missing "text"'),
+        ('{"id": "u1", "hyps": [{"text": "a", "am_score": 1}, {"text": "b"}]}', 'hypothesis 2: missing "am_score"'),
         ('{"id": "u1", "hyps": [{"text": "a"}]}', 'missing "am_score"'),
         ('{"id": "u1", "hyps": [{"text": "a", "am_score": "high"}]}', "expected a number"),
         ('{"id": "u1", "hyps": [{"text": "a", "am_score": NaN}]}', "finite"),
@@ -256,9 +237,9 @@ def test_read_nemo_nbest_errors_name_the_problem(tmp_path, beams, width, refs, m
 
 def test_read_nbest_rejects_options_of_other_formats(tmp_path):
     (tmp_path / "beams.tsv").write_text("a\t-1\n")
-    with pytest.raises(ValueError, match="--beam-width"):
+    with pytest.raises(ValueError, match="the nemo n-best format needs beam_width"):
         read_nbest(str(tmp_path / "beams.tsv"), "nemo")
-    with pytest.raises(ValueError, match="--scores do"):
+    with pytest.raises(ValueError, match="scores: not an option of the jsonl n-best format"):
         read_nbest(str(tmp_path / "beams.tsv"), "jsonl", scores="s")
     with pytest.raises(ValueError, match="unknown n-best format"):
         read_nbest(str(tmp_path / "beams.tsv"), "htk")
@@ -281,13 +262,12 @@ def test_first_pass_score_and_filler_penalty_from_jsonl(tmp_path):
 # --------------------------------------------------------------------------------------------------------------- WER
 
 
-def test_word_error_rate_is_corpus_level():
+def test_the_wer_of_a_choice_is_corpus_level():
     # 1 substitution + 2 deletions over 5 reference words; a per-utterance average would give (1/3 + 1) / 2.
-    assert word_error_rate(["a b c", "d e"], ["a x c", ""]) == pytest.approx(3 / 5)
-    with pytest.raises(ValueError, match="2 references but 1"):
-        word_error_rate(["a", "b"], ["a"])
+    utterances = [Utterance("u1", [Hypothesis("a x c", 0.0)], "a b c"), Utterance("u2", [Hypothesis("", 0.0)], "d e")]
+    assert first_pass_wer(utterances) == pytest.approx(3 / 5)
     with pytest.raises(ValueError, match="no words"):
-        word_error_rate([""], ["a"])
+        first_pass_wer([Utterance("u", [Hypothesis("a", 0.0)], "")])
 
 
 def test_oracle_and_first_pass_wer():
@@ -345,7 +325,7 @@ def test_rescoring_with_a_fitted_lm_lowers_wer(train_text, dev_nbest, test_nbest
     assert summary.wer_before > 0.05  # the noisy first pass is often wrong
     assert summary.oracle_wer <= summary.wer_after < summary.wer_before / 2
     refs = [u.ref for u in test_nbest]
-    assert summary.wer_after == pytest.approx(word_error_rate(refs, [h.text for h in result.chosen_hypotheses()]))
+    assert summary.wer_after == pytest.approx(jiwer.wer(refs, [h.text for h in result.chosen_hypotheses()]))
 
 
 def test_lm_scores_each_unique_hypothesis_once(train_text, dev_nbest):
@@ -388,17 +368,19 @@ def _one_result():
     return rescore_from_scores(utts, [[0.0, 0.0], [0.0, 0.0]], 1.0)
 
 
-def test_writers(tmp_path):
+def test_choices_are_written_as_json_lines_or_kaldi_text(tmp_path, capsys):
     result = _one_result()
-    write_choices_jsonl(result, tmp_path / "out.jsonl")
-    lines = (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line) for line in lines] == [
+    lines = format_choices(result.utterances, result.chosen, result.scores)
+    write_lines(lines, tmp_path / "out.jsonl")
+    assert [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()] == [
         {"id": "u1", "text": "a b", "score": -1.0, "index": 0},
         {"id": "u2", "text": "", "score": 0.0, "index": 0},
     ]
-    write_choices_kaldi(result, tmp_path / "out.txt")
+    write_lines(format_choices(result.utterances, result.chosen, result.scores, "kaldi"), tmp_path / "out.txt")
     assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "u1 a b\nu2\n"
     assert sorted(os.listdir(tmp_path)) == ["out.jsonl", "out.txt"]  # no temporary files left
+    write_lines(lines, None)
+    assert capsys.readouterr().out == (tmp_path / "out.jsonl").read_text(encoding="utf-8")  # stdout gets the same
 
 
 def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
@@ -407,9 +389,10 @@ def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     def fail(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(rescoring.os, "replace", fail)
+    monkeypatch.setattr(atomic.os, "replace", fail)
+    result = _one_result()
     with pytest.raises(OSError, match="disk full"):
-        write_choices_kaldi(_one_result(), target)
+        write_lines(format_choices(result.utterances, result.chosen, result.scores, "kaldi"), target)
     assert target.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["out.txt"]
 
@@ -418,7 +401,7 @@ def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
 
 
 def test_make_corrupted_nbest():
-    refs = generate_sentences(30, seed=9) + ["", "one"]
+    refs = toy_sentences(30, seed=9) + ["", "one"]
     utts = make_corrupted_nbest(refs, n=6, rng_seed=11)
     assert utts == make_corrupted_nbest(refs, n=6, rng_seed=11)
     assert utts != make_corrupted_nbest(refs, n=6, rng_seed=12)

@@ -1,33 +1,22 @@
 import json
 import math
-import random
 import re
 
+import jiwer
 import pytest
 import torch
 
 from hf_softbin import SoftBinLSTMConfig, SoftBinLSTMForCausalLM
 from hf_softbin.cli import main
 from hf_softbin.scoring import rescoring
+from hf_softbin.scoring.nbest_io import write_nbest_jsonl
 from hf_softbin.scoring.lm import LN10, LanguageModel
 from hf_softbin.scoring.synthetic_nbest import make_corrupted_nbest
 from hf_softbin.tokenization import train_word_tokenizer
 
-from conftest import train_a_little
-
-SUBJECTS = ["the cat", "the dog", "a bird", "my friend", "the teacher", "a child"]
-VERBS = ["sees", "likes", "finds", "follows", "paints"]
-OBJECTS = ["the ball", "a tree", "the house", "the river", "a red car"]
-ENDINGS = ["today", "again", "slowly", "at night"]
-
+from conftest import stream_of, toy_sentences, train_a_little
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def generated_sentences(n, seed):
-    """Sentences of a small fixed grammar: subject verb object adverbial."""
-    rng = random.Random(seed)
-    return [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(ENDINGS)}" for _ in range(n)]
 
 
 def train_tiny(tokenizer, sentences, steps=60, seed=0, **overrides):
@@ -36,13 +25,12 @@ def train_tiny(tokenizer, sentences, steps=60, seed=0, **overrides):
     values = dict(vocab_size=len(tokenizer), embedding_size=16, hidden_size=16, num_hidden_layers=1, dropout=0.0)
     values.update(overrides)
     model = SoftBinLSTMForCausalLM(SoftBinLSTMConfig(**values))
-    stream = torch.tensor([tokenizer.eos_token_id] + [i for s in sentences for i in tokenizer(s)["input_ids"]])
-    return train_a_little(model, stream, steps=steps, lr=0.03, seed=seed)
+    return train_a_little(model, stream_of(tokenizer, sentences), steps=steps, lr=0.03, seed=seed)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    train = generated_sentences(400, seed=0)
+    train = toy_sentences(400, seed=0)
     tokenizer = train_word_tokenizer(train)
     model = train_tiny(tokenizer, train)
     directory = tmp_path_factory.mktemp("trained")
@@ -69,7 +57,7 @@ def test_kenlm_api_matches_the_pipeline_in_log10(lm, trained):
     from transformers import pipeline
 
     scorer = pipeline("text-scoring", model=str(trained))
-    sentence = "the cat finds a zebra today"  # "zebra" is not in the vocabulary
+    sentence = "the cat finds a zebra under"  # "zebra" is not in the vocabulary
     result = scorer(sentence, return_token_scores=True)
     assert lm.score(sentence) == pytest.approx(result["logprob"] / math.log(10), abs=1e-5)
     assert lm.perplexity(sentence) == pytest.approx(result["perplexity"], rel=1e-5)
@@ -87,7 +75,7 @@ def test_kenlm_api_matches_the_pipeline_in_log10(lm, trained):
 @pytest.mark.parametrize("overrides", [dict(), dict(projection_size=12, embedding_size=12, tie_word_embeddings=True)],
                          ids=["plain", "projection"])
 def test_bos_false_scores_the_first_word_from_the_zero_state(overrides):
-    sentences = generated_sentences(50, seed=3)
+    sentences = toy_sentences(50, seed=3)
     tokenizer = train_word_tokenizer(sentences)
     model = train_tiny(tokenizer, sentences, steps=5, **overrides)
     lm = LanguageModel(model, tokenizer)
@@ -105,7 +93,7 @@ def test_bos_false_scores_the_first_word_from_the_zero_state(overrides):
 
 
 def test_full_scores_are_kenlm_triples_with_the_context_read(lm):
-    sentence = "the cat sees a zebra today"  # "zebra" is not in the vocabulary
+    sentence = "the cat sees a zebra near"  # "zebra" is not in the vocabulary
     triples = list(lm.full_scores(sentence))
     assert [length for _, length, _ in triples] == [2, 3, 4, 5, 6, 7, 8]  # <s> and the words read, plus the word
     assert [oov for _, _, oov in triples] == [False, False, False, False, True, False, False]
@@ -115,7 +103,7 @@ def test_full_scores_are_kenlm_triples_with_the_context_read(lm):
 
 @pytest.mark.parametrize("bos", [True, False])
 def test_word_by_word_state_api_sums_to_the_sentence_score(lm, bos):
-    sentence = "my friend paints the house slowly"
+    sentence = "every clever child follows the house"
     state = lm.begin_sentence_state() if bos else lm.null_context_state()
     total = 0.0
     for word in sentence.split() + ["</s>"]:
@@ -133,7 +121,7 @@ def test_word_by_word_state_api_sums_to_the_sentence_score(lm, bos):
 
 
 def test_sentence_batches_score_like_one_by_one(lm):
-    texts = generated_sentences(30, seed=5) + ["", "the cat", "a zebra " * 20]
+    texts = toy_sentences(30, seed=5) + ["", "the cat", "a zebra " * 20]
     lm.batch_size, lm.max_tokens = 4, 40
     try:
         batched = lm.lm_logprob(texts)
@@ -152,7 +140,7 @@ def summary_number(summary, label):
 
 
 def test_score_command_prints_tsv_lines_and_a_corpus_summary(capsys, trained, lm, tmp_path):
-    lines = ["the cat sees the ball today", "", "a child paints a zebra slowly", "   "]
+    lines = ["the cat sees the old dog", "", "a child finds a small zebra", "   "]
     path = tmp_path / "text.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     status, out, err = run(capsys, "score", trained, path, "--device", "cpu")
@@ -181,6 +169,26 @@ def test_score_command_prints_tsv_lines_and_a_corpus_summary(capsys, trained, lm
     assert "lines: 2, words: 12, OOVs: 1" in out
 
 
+def test_score_and_rescore_run_on_the_threads_asked_for(capsys, trained, nbest, tmp_path, monkeypatch):
+    path = tmp_path / "text.txt"
+    path.write_text("the cat sees the ball today\na bird likes a tree\n", encoding="utf-8")
+    _, default, _ = run(capsys, "score", trained, path)
+    asked = []
+    real_set = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: asked.append(n) or real_set(n))
+    status, one_thread, err = run(capsys, "score", trained, path, "--threads", "1")
+    assert status == 0, err
+    assert asked == [1] and one_thread == default
+    directory, _ = nbest
+    status, _, err = run(capsys, "rescore", trained, directory / "test.jsonl", "--threads", "1", "--out",
+                         tmp_path / "best.jsonl")
+    assert status == 0, err
+    assert asked == [1, 1]
+    with pytest.raises(SystemExit):
+        main(["score", str(trained), str(path), "--threads", "0"])
+    assert "--threads: must be a positive integer, got 0" in capsys.readouterr().err
+
+
 def test_score_command_names_a_line_that_is_not_utf8(capsys, trained, tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"the cat sees the ball\nthe dog \xff\xfe likes\n")
@@ -190,7 +198,7 @@ def test_score_command_names_a_line_that_is_not_utf8(capsys, trained, tmp_path):
 
 
 def test_score_command_never_prints_nan(capsys, tmp_path):
-    sentences = generated_sentences(20, seed=4)
+    sentences = toy_sentences(20, seed=4)
     tokenizer = train_word_tokenizer(sentences)
     model = train_tiny(tokenizer, sentences, steps=1, binarize=False)
     with torch.no_grad():
@@ -211,10 +219,10 @@ def test_score_command_never_prints_nan(capsys, tmp_path):
 @pytest.fixture(scope="module")
 def nbest(tmp_path_factory):
     directory = tmp_path_factory.mktemp("nbest")
-    dev = make_corrupted_nbest(generated_sentences(30, seed=11), 6, rng_seed=1)
-    test = make_corrupted_nbest(generated_sentences(40, seed=12), 6, rng_seed=2)
-    rescoring.write_nbest_jsonl(dev, directory / "dev.jsonl")
-    rescoring.write_nbest_jsonl(test, directory / "test.jsonl")
+    dev = make_corrupted_nbest(toy_sentences(30, seed=11), 6, rng_seed=1)
+    test = make_corrupted_nbest(toy_sentences(40, seed=12), 6, rng_seed=2)
+    write_nbest_jsonl(dev, directory / "dev.jsonl")
+    write_nbest_jsonl(test, directory / "test.jsonl")
     return directory, test
 
 
@@ -241,7 +249,7 @@ def test_rescoring_with_a_trained_model_lowers_wer(capsys, trained, nbest):
     chosen = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert [c["id"] for c in chosen] == [u.id for u in test]
     hyps = [c["text"] for c in chosen]
-    assert rescoring.word_error_rate([u.ref for u in test], hyps) == pytest.approx(wers["WER after"], abs=1e-4)
+    assert jiwer.wer([u.ref for u in test], hyps) == pytest.approx(wers["WER after"], abs=1e-4)
 
 
 def test_rescore_reads_kaldi_nbest_like_jsonl(capsys, trained, nbest, tmp_path):
@@ -270,7 +278,7 @@ def test_rescore_reads_nemo_beam_output_like_jsonl(capsys, trained, nbest, tmp_p
     directory, test = nbest
     width = max(len(utt.hyps) for utt in test)
     kept = [utt for utt in test if len(utt.hyps) == width]
-    rescoring.write_nbest_jsonl(kept, tmp_path / "kept.jsonl")
+    write_nbest_jsonl(kept, tmp_path / "kept.jsonl")
     with open(tmp_path / "beams.tsv", "w") as beams, open(tmp_path / "refs.txt", "w") as refs:
         for utt in kept:
             refs.write(utt.ref + "\n")
@@ -292,7 +300,9 @@ def test_rescore_errors_name_the_problem(capsys, trained, tmp_path):
     status, _, err = run(capsys, "rescore", trained, bad)
     assert status == 2 and "line 2" in err and '"am_score"' in err
     status, _, err = run(capsys, "rescore", trained, bad, "--format", "kaldi")
-    assert status == 2 and "--scores" in err
+    assert status == 2 and "--format kaldi needs --scores" in err
+    status, _, err = run(capsys, "rescore", trained, bad, "--beam-width", "2")
+    assert status == 2 and "--beam-width does not apply to --format jsonl" in err
     with pytest.raises(SystemExit):
         main(["rescore", str(trained), str(bad), "--lm-weight", "1", "--tune-on", str(bad)])
     capsys.readouterr()

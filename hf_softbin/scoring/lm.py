@@ -133,12 +133,11 @@ class LanguageModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ..models.softbin_lstm.checkpoint import resolve_file
+        from ..tokenization import require_tokenizer_file
 
         path = os.fspath(path)
         resolve_file(path, "config.json", {})  # a missing directory is named as such, before anything else
-        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "tokenizer.json")):
-            raise FileNotFoundError(f"{path}: no tokenizer.json beside the model; save the tokenizer there too "
-                                    "(tokenizer.save_pretrained(path); a training run does it)")
+        require_tokenizer_file(path)  # also when tokenizer_config.json is there, which AutoTokenizer would follow
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model_kwargs = {"keep_packed": True} if keep_packed else {}
         model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, **model_kwargs)

@@ -1,4 +1,5 @@
-"""N-best rescoring of ASR output with a language model, independent of the model.
+"""N-best rescoring of ASR output with a language model, independent of the model: the combination of scores, word
+error rates and the tuning of the weights (the n-best formats are in `nbest_io`).
 
 The language model is any callable `lm_logprob(texts) -> log-probs`: the natural-log probability of each sentence
 scored as `w1 ... wn <eos>` from a fresh state. Score convention throughout: every score is a log-likelihood, higher is
@@ -9,19 +10,16 @@ better. The score of a hypothesis after rescoring is
 
 where `lm_score` (the first-pass LM score) and `filler_penalty` count only when present. NNLM scores are computed once
 per unique text (`score_hypotheses`) and reused by `choose`, `rescore_from_scores` and `tune_weights`: a grid search
-costs one LM pass. Inputs: JSON Lines, Kaldi n-best text with a score file, or NeMo's beam-search output.
+costs one LM pass.
 """
 
-import json
-import os
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import jiwer
 
-from ..models.softbin_lstm.checkpoint import write_text_atomic
-from .textio import finite_number, numbered_lines, read_lines
+from .nbest_io import Hypothesis, Utterance, normalize_words
+from .textio import finite_number
 
 LMLogProb = Callable[[list[str]], Sequence[float]]
 
@@ -30,32 +28,6 @@ DEFAULT_LM_WEIGHTS = (
     0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 20.0
 )
 DEFAULT_PENALTIES = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
-
-
-@dataclass
-class Hypothesis:
-    text: str
-    am_score: float
-    lm_score: float | None = None  # the first-pass LM log-probability, unweighted
-    filler_penalty: float = 0.0  # what the decoder charged for fillers and silences on this path
-    first_pass_score: float | None = None  # the decoder's own total score, when it gives one
-    lm_text: str | None = None  # the words as the rescoring LM was trained to read them, when they differ from `text`
-
-    @property
-    def num_words(self) -> int:
-        return len(self.text.split())
-
-    @property
-    def scored_text(self) -> str:
-        """What the rescoring LM reads."""
-        return self.text if self.lm_text is None else self.lm_text
-
-
-@dataclass
-class Utterance:
-    id: str
-    hyps: list[Hypothesis]
-    ref: str | None = None
 
 
 @dataclass
@@ -92,227 +64,7 @@ class RescoreResult:
         return [utt.hyps[i] for utt, i in zip(self.utterances, self.chosen)]
 
 
-# ------------------------------------------------------------------------------------------------------------- reading
-
-
-def _parse_jsonl_hyp(item, where: str) -> Hypothesis:
-    if not isinstance(item, dict):
-        raise ValueError(f"{where}: expected an object with \"text\" and \"am_score\", got {item!r}")
-    for key in ("text", "am_score"):
-        if key not in item:
-            raise ValueError(f"{where}: missing \"{key}\"")
-    if not isinstance(item["text"], str):
-        raise ValueError(f"{where}: \"text\" must be a string, got {item['text']!r}")
-    am_score = finite_number(item["am_score"], f"{where}: \"am_score\"")
-    optional = {}
-    for key in ("lm_score", "filler_penalty", "first_pass_score"):
-        if item.get(key) is not None:
-            optional[key] = finite_number(item[key], f"{where}: \"{key}\"")
-    if item.get("lm_text") is not None:
-        if not isinstance(item["lm_text"], str):
-            raise ValueError(f"{where}: \"lm_text\" must be a string, got {item['lm_text']!r}")
-        optional["lm_text"] = item["lm_text"]
-    return Hypothesis(item["text"], am_score, **optional)
-
-
-def read_nbest_jsonl(path: str | os.PathLike) -> list[Utterance]:
-    """One utterance a line: {"id", "hyps": [{"text", "am_score", "lm_score"?, "filler_penalty"?,
-    "first_pass_score"?, "lm_text"?}, ...], "ref"?}. Other fields are ignored."""
-    utterances = []
-    seen = {}
-    for lineno, line in numbered_lines(path):
-        where = f"{path}: line {lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: malformed JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected a JSON object with \"id\" and \"hyps\"")
-        for key in ("id", "hyps"):
-            if key not in record:
-                raise ValueError(f"{where}: missing \"{key}\"")
-        utt_id = record["id"]
-        if isinstance(utt_id, bool) or not isinstance(utt_id, (str, int)) or str(utt_id) == "":
-            raise ValueError(f"{where}: \"id\" must be a non-empty string or an integer, got {utt_id!r}")
-        utt_id = str(utt_id)
-        if utt_id in seen:
-            raise ValueError(f"{where}: duplicate utterance id {utt_id!r} (first on line {seen[utt_id]})")
-        seen[utt_id] = lineno
-        hyps = record["hyps"]
-        if not isinstance(hyps, list) or not hyps:
-            raise ValueError(f"{where}: \"hyps\" must be a non-empty list of hypotheses")
-        ref = record.get("ref")
-        if ref is not None and not isinstance(ref, str):
-            raise ValueError(f"{where}: \"ref\" must be a string, got {ref!r}")
-        parsed = [_parse_jsonl_hyp(item, f"{where}: hypothesis {i}") for i, item in enumerate(hyps)]
-        utterances.append(Utterance(utt_id, parsed, ref))
-    return utterances
-
-
-_KALDI_KEY = re.compile(r"^(.+)-(\d+)$")
-
-
-def _kaldi_key(key: str, where: str) -> tuple[str, int]:
-    match = _KALDI_KEY.match(key)
-    if not match:
-        raise ValueError(f"{where}: expected a key of the form UTT-ID-N (N = hypothesis index), got {key!r}")
-    return match.group(1), int(match.group(2))
-
-
-def read_kaldi_nbest(
-    text_path: str | os.PathLike,
-    score_path: str | os.PathLike,
-    ref_path: str | os.PathLike | None = None,
-    *,
-    scores_are_costs: bool = False,
-) -> list[Utterance]:
-    """Kaldi-style n-best: `UTT-ID-N word ...` lines, a parallel `UTT-ID-N score` file, optional `UTT-ID word ...` refs.
-
-    Scores are read as acoustic log-likelihoods (higher = better). Kaldi writes costs (negated log-likelihoods):
-    pass `scores_are_costs=True` to negate them. Unscaled acoustic scores call for an lm_weight near 1 / acoustic
-    scale (10 to 20). Utterances keep the order of the text file; hypotheses are ordered by N. Every key must be in
-    both files, and with a reference file every utterance must have exactly one reference.
-    """
-    texts = {}  # key -> (utt_id, n, text, lineno)
-    for lineno, line in numbered_lines(text_path):
-        where = f"{text_path}: line {lineno}"
-        key, *rest = line.split(maxsplit=1)
-        text = rest[0] if rest else ""
-        if key in texts:
-            raise ValueError(f"{where}: duplicate key {key!r} (first on line {texts[key][3]})")
-        utt_id, n = _kaldi_key(key, where)
-        texts[key] = (utt_id, n, " ".join(text.split()), lineno)
-
-    scores = {}  # key -> (score, lineno)
-    for lineno, line in numbered_lines(score_path):
-        where = f"{score_path}: line {lineno}"
-        fields = line.split()
-        if len(fields) != 2:
-            raise ValueError(f"{where}: expected 'UTT-ID-N score', got {len(fields)} fields")
-        key, value = fields
-        if key in scores:
-            raise ValueError(f"{where}: duplicate key {key!r} (first on line {scores[key][1]})")
-        _kaldi_key(key, where)
-        if key not in texts:
-            raise ValueError(f"{where}: key {key!r} has no hypothesis in {text_path}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError(f"{where}: expected a number as the score, got {value!r}") from None
-        score = finite_number(number, f"{where}: score")
-        scores[key] = (-score if scores_are_costs else score, lineno)
-
-    by_utt: dict[str, list[tuple[int, Hypothesis]]] = {}
-    first_line = {}  # utt_id -> first line in the text file
-    for key, (utt_id, n, text, lineno) in texts.items():
-        if key not in scores:
-            raise ValueError(f"{text_path}: line {lineno}: key {key!r} has no score in {score_path}")
-        by_utt.setdefault(utt_id, []).append((n, Hypothesis(text, scores[key][0])))
-        first_line.setdefault(utt_id, lineno)
-    utterances = []
-    for utt_id, numbered in by_utt.items():
-        numbered.sort(key=lambda pair: pair[0])
-        utterances.append(Utterance(utt_id, [hyp for _, hyp in numbered]))
-
-    if ref_path is not None:
-        refs = {}  # utt_id -> (text, lineno)
-        for lineno, line in numbered_lines(ref_path):
-            utt_id, *rest = line.split(maxsplit=1)
-            text = rest[0] if rest else ""
-            where = f"{ref_path}: line {lineno}"
-            if utt_id in refs:
-                raise ValueError(f"{where}: duplicate reference for {utt_id!r} (first on line {refs[utt_id][1]})")
-            if utt_id not in by_utt:
-                raise ValueError(f"{where}: reference for {utt_id!r}, which has no hypotheses in {text_path}")
-            refs[utt_id] = (" ".join(text.split()), lineno)
-        for utt in utterances:
-            if utt.id not in refs:
-                where = f"{text_path}: line {first_line[utt.id]}"
-                raise ValueError(f"{where}: utterance {utt.id!r} has no reference in {ref_path}")
-            utt.ref = refs[utt.id][0]
-    return utterances
-
-
-def read_nemo_nbest(path: str | os.PathLike, beam_width: int, refs: str | os.PathLike | None = None) -> list[Utterance]:
-    """NeMo's beam-search output: `hypothesis<TAB>score` lines, `beam_width` consecutive lines per utterance.
-
-    The score (NeMo's beam score, a log-likelihood) becomes the `am_score`. References, optional, come one a line in
-    utterance order, as plain text or as a NeMo manifest (JSON lines with a "text" field). Utterances are named
-    `utt-0`, `utt-1`, ... in file order (or after the manifest's `audio_filepath`).
-    """
-    if beam_width < 1:
-        raise ValueError(f"the beam width must be >= 1, got {beam_width}")
-    rows = []
-    for lineno, line in enumerate(read_lines(path), start=1):
-        text, separator, score = line.rpartition("\t")
-        if not separator:
-            raise ValueError(f"{path}: line {lineno}: expected 'hypothesis<TAB>score'")
-        try:
-            number = float(score)
-        except ValueError:
-            raise ValueError(f"{path}: line {lineno}: expected a number after the tab, got {score!r}") from None
-        rows.append(Hypothesis(" ".join(text.split()), finite_number(number, f"{path}: line {lineno}: score")))
-    if not rows or len(rows) % beam_width:
-        raise ValueError(f"{path}: {len(rows)} lines is not a whole number of utterances of {beam_width} hypotheses "
-                         "(check --beam-width)")
-    count = len(rows) // beam_width
-    names, texts = _nemo_references(refs, count) if refs is not None else ([None] * count, [None] * count)
-    return [Utterance(names[i] or f"utt-{i}", rows[i * beam_width:(i + 1) * beam_width], texts[i])
-            for i in range(count)]
-
-
-def _nemo_references(path: str | os.PathLike, count: int) -> tuple[list[str | None], list[str]]:
-    """References in utterance order, and the utterance names a manifest gives (its audio file names)."""
-    names, texts = [], []
-    for lineno, line in enumerate(read_lines(path), start=1):
-        name = None
-        if line.lstrip().startswith("{"):
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {lineno}: malformed manifest line ({err.msg})") from None
-            if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
-                raise ValueError(f"{path}: line {lineno}: a manifest line needs a \"text\" string")
-            line = entry["text"]
-            if isinstance(entry.get("audio_filepath"), str):
-                name = os.path.splitext(os.path.basename(entry["audio_filepath"]))[0]
-        names.append(name)
-        texts.append(" ".join(line.split()))
-    if len(texts) != count:
-        raise ValueError(f"{path}: {len(texts)} references for {count} utterances")
-    return names, texts
-
-
-NBEST_FORMATS = ("jsonl", "kaldi", "nemo")
-
-
-def read_nbest(path: str, format: str = "jsonl", *, scores: str | None = None, refs: str | None = None,
-               costs: bool = False, beam_width: int | None = None) -> list[Utterance]:
-    """N-best lists in any of `NBEST_FORMATS`; Kaldi needs its score file, NeMo its beam width."""
-    extra = {"--scores": scores, "--costs": costs, "--beam-width": beam_width, "--refs": refs}
-    allowed = {"jsonl": (), "kaldi": ("--scores", "--costs", "--refs"), "nemo": ("--beam-width", "--refs")}
-    if format not in allowed:
-        raise ValueError(f"unknown n-best format {format!r}; expected one of {NBEST_FORMATS}")
-    misplaced = [name for name, value in extra.items() if value and name not in allowed[format]]
-    if misplaced:
-        raise ValueError(f"{', '.join(misplaced)} do(es) not apply to --format {format}")
-    if format == "jsonl":
-        return read_nbest_jsonl(path)
-    if format == "kaldi":
-        if scores is None:
-            raise ValueError(f"{path}: Kaldi n-best text needs its score file (`UTT-ID-N score` lines): pass --scores "
-                             "(and --dev-scores for the dev lists)")
-        return read_kaldi_nbest(path, scores, refs, scores_are_costs=costs)
-    if beam_width is None:
-        raise ValueError(f"{path}: NeMo beam output needs --beam-width (hypotheses per utterance)")
-    return read_nemo_nbest(path, beam_width, refs)
-
-
 # ------------------------------------------------------------------------------------------------------------- scoring
-
-
-def normalize_words(text: str) -> str:
-    return " ".join(text.split())
 
 
 def score_hypotheses(
@@ -383,17 +135,6 @@ def first_pass_choice(utterances: Sequence[Utterance]) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------------------------- WER
-
-
-def word_error_rate(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Corpus-level WER: total word errors over total reference words (jiwer)."""
-    if len(refs) != len(hyps):
-        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
-    out = jiwer.process_words(list(refs), list(hyps))
-    ref_words = out.hits + out.substitutions + out.deletions
-    if ref_words == 0:
-        raise ValueError("WER is undefined: the references hold no words")
-    return (out.substitutions + out.deletions + out.insertions) / ref_words
 
 
 def references(utterances: Sequence[Utterance]) -> list[str] | None:
@@ -499,7 +240,7 @@ def rescore(
         if not dev:
             raise ValueError("the dev n-best lists hold no utterances")
         if references(dev) is None:
-            raise ValueError("tuning needs references in the dev n-best lists (\"ref\" fields, or --dev-refs)")
+            raise ValueError("tuning needs references in the dev n-best lists (\"ref\" fields, or a reference file)")
         dev_scores = score_hypotheses(dev, lm_logprob, batch_size=batch_size)
         penalties = DEFAULT_PENALTIES if word_insertion_penalty is None else (word_insertion_penalty,)
         lm_weight, word_insertion_penalty, dev_wer = tune_weights(dev, dev_scores, penalties=penalties,
@@ -536,57 +277,6 @@ def tune_weights(
             if best is None or wer < best[2]:
                 best = (float(lm_weight), float(penalty), wer)
     return best
-
-
-# ------------------------------------------------------------------------------------------------------------- writing
-
-
-def write_choices_jsonl(result: RescoreResult, path: str | os.PathLike) -> None:
-    """One line per utterance: {"id", "text", "score", "index"}, score = rescoring score, index into its hyps."""
-    lines = [
-        json.dumps({"id": u.id, "text": normalize_words(u.hyps[i].text), "score": s, "index": i}, ensure_ascii=False)
-        for u, i, s in zip(result.utterances, result.chosen, result.scores)
-    ]
-    write_text_atomic(path, "".join(line + "\n" for line in lines))
-
-
-def write_choices_kaldi(result: RescoreResult, path: str | os.PathLike) -> None:
-    """Kaldi text: `UTT-ID word word ...` per utterance (just the id for an empty hypothesis)."""
-    lines = [f"{u.id} {normalize_words(u.hyps[i].text)}".rstrip() for u, i in zip(result.utterances, result.chosen)]
-    write_text_atomic(path, "".join(line + "\n" for line in lines))
-
-
-def write_nbest_jsonl(utterances: Sequence[Utterance], path: str | os.PathLike) -> None:
-    """The n-best lists in the format `read_nbest_jsonl` reads (optional fields left out when absent)."""
-    lines = []
-    for utt in utterances:
-        hyps = []
-        for h in utt.hyps:
-            item = {"text": h.text, "am_score": h.am_score}
-            for key in ("lm_score", "first_pass_score", "lm_text"):
-                if getattr(h, key) is not None:
-                    item[key] = getattr(h, key)
-            if h.filler_penalty:
-                item["filler_penalty"] = h.filler_penalty
-            hyps.append(item)
-        record = {"id": utt.id, "hyps": hyps}
-        if utt.ref is not None:
-            record["ref"] = utt.ref
-        lines.append(json.dumps(record, ensure_ascii=False))
-    write_text_atomic(path, "".join(line + "\n" for line in lines))
-
-
-def write_choices(result: RescoreResult, path: str | None, format: str = "jsonl") -> None:
-    """The chosen hypotheses as JSON Lines (or Kaldi text for --format kaldi): to `path` atomically, or to stdout."""
-    if path is not None:
-        (write_choices_kaldi if format == "kaldi" else write_choices_jsonl)(result, path)
-        return
-    for utt, index, score in zip(result.utterances, result.chosen, result.scores):
-        text = normalize_words(utt.hyps[index].text)
-        if format == "kaldi":
-            print(f"{utt.id} {text}".rstrip())
-        else:
-            print(json.dumps({"id": utt.id, "text": text, "score": score, "index": index}, ensure_ascii=False))
 
 
 def format_rescore_summary(result: RescoreResult) -> str:

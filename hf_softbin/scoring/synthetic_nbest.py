@@ -7,7 +7,7 @@ ones); they are what the tests and `scripts/make_corrupted_nbest.py` use.
 import random
 from collections.abc import Sequence
 
-from .rescoring import Hypothesis, Utterance, normalize_words
+from .nbest_io import Hypothesis, Utterance, normalize_words
 
 
 def _corrupt(words: list[str], vocabulary: Sequence[str], rng: random.Random) -> None:

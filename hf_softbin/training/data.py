@@ -2,12 +2,14 @@
 
 A split is one stream of tokens: every line's words followed by `<eos>`, with one `<eos>` in front so the
 first word is predicted too (the model reads `<eos>` as its start token). Lines that are empty after stripping
-whitespace are skipped: raw WikiText separates paragraphs with blank lines, which carry no words.
+whitespace are skipped: raw WikiText separates paragraphs with blank lines, which carry no words. The stream is built
+here from the words alone, so it is the same whatever special tokens the tokenizer itself adds (tokenizers of every
+hf-softbin version give the same stream).
 """
 
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import datasets
@@ -82,10 +84,12 @@ def tokenize_splits(
     """
     for split, dataset in dataset_dict.items():
         _check_text_column(dataset, text_column, split)
+    eos_id = tokenizer.eos_token_id
 
     def tokenize(batch):
         lines = [line for line in batch[text_column] if line.strip()]
-        return {"input_ids": tokenizer(lines, add_special_tokens=True)["input_ids"] if lines else []}
+        words = tokenizer(lines, add_special_tokens=False)["input_ids"] if lines else []
+        return {"input_ids": [ids + [eos_id] for ids in words]}
 
     return datasets.DatasetDict(
         {
@@ -133,13 +137,13 @@ def batchify(stream: torch.Tensor, batch_size: int, rank: int = 0, world_size: i
     return stream[start : start + batch_size * length].view(batch_size, length)
 
 
-def bptt_batches(data: torch.Tensor, bptt: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield `(inputs, targets)` segments of at most `bptt` steps; targets are the inputs shifted by one."""
+def get_batch(rows: torch.Tensor, start: int, bptt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The BPTT segment of `(batch, L)` rows that starts at column `start`: inputs of at most `bptt` steps and their
+    targets, the inputs shifted by one. A pass over the rows takes the segments starting at `range(0, L - 1, bptt)`."""
     if bptt < 1:
         raise ValueError(f"bptt must be >= 1, got {bptt}")
-    for i in range(0, data.size(1) - 1, bptt):
-        steps = min(bptt, data.size(1) - 1 - i)
-        yield data[:, i : i + steps], data[:, i + 1 : i + 1 + steps]
+    length = min(bptt, rows.shape[1] - 1 - start)
+    return rows[:, start : start + length], rows[:, start + 1 : start + 1 + length]
 
 
 def eval_streams(

@@ -11,7 +11,6 @@ ends with the best-validation weights.
 """
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -26,14 +25,17 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ..models.softbin_lstm import SoftBinLSTMForCausalLM, register_latent_clipping
-from ..models.softbin_lstm.checkpoint import WEIGHTS_NAME, write_bytes_atomic
-from ..summary import float_file_bytes
+from ..atomic import write_bytes_atomic
+from ..models.softbin_lstm import SoftBinLSTMForCausalLM
+from ..models.softbin_lstm.checkpoint import WEIGHTS_NAME
+from ..plotting import plot_curve
+from ..summary import summarize
 from ..tokenization import save_tokenizer, train_word_tokenizer_from_dataset
-from .data import IGNORE_INDEX, batchify, eval_streams, load_text_splits, oov_rate, token_stream, tokenize_splits
+from .data import IGNORE_INDEX, batchify, eval_streams, get_batch, load_text_splits, oov_rate, token_stream, tokenize_splits
+from .hooks import reassign_pq_codes_, register_latent_clipping
 from .distill import Teacher, check_same_vocabulary, distillation_loss, hidden_state_loss, init_student_from_teacher
 from .optim import BinarizationRamp, build_optimizer, build_schedule, weight_average
-from .recipe import RunConfig, load_run_config, parse_overrides
+from .recipe import RunConfig
 from .sampled_text import cached_sample
 from .resume import Progress, StopSignal, resolve_resume, save_checkpoint, stack_states, unstack_state
 from .run_files import CHECKPOINT_DIR, CURVE_FILE, MASTER_DIR, METRICS_FILE
@@ -204,6 +206,24 @@ def segment_loss(model, teacher: Teacher | None, x, y, state, teacher_states, co
     return loss, ce, state, teacher_output.states
 
 
+def train_step(model, teacher: Teacher | None, batch, states, config: RunConfig, accelerator: Accelerator, optimizer):
+    """One BPTT segment of training, as the loop and the benchmark take it: the loss (distilled with a teacher),
+    backward, clipping and the optimizer step (after every `gradient_accumulation_steps` segments). `batch` is
+    `(inputs, targets)` and `states` the carried `(student, teacher)` states; returns the loss, the cross-entropy and
+    the new states. A loss that is not finite raises `TrainingDiverged` before anything is updated."""
+    x, y = batch
+    with accelerator.accumulate(model):
+        loss, ce, state, teacher_state = segment_loss(model, teacher, x, y, *states, config, accelerator)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss.item()}")
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and config.training.grad_clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), config.training.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad()
+    return loss, ce, state, teacher_state
+
+
 @torch.no_grad()
 def update_average(average, model):
     """One step of the moving average of the parameters; buffers (PQ codes) are copied as they are."""
@@ -225,33 +245,6 @@ def replicas_identical(model, accelerator: Accelerator) -> bool:
     return bool((fingerprints == fingerprints[0]).all())
 
 
-def plot_curve(history: list[dict], path: str, title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot([point["step"] for point in history], [point["valid_ppl"] for point in history], marker="o")
-    axis.set_xlabel("optimizer step")
-    axis.set_ylabel("validation perplexity")
-    axis.set_yscale("log")
-    axis.set_title(title)
-    axis.grid(True, alpha=0.3)
-    save_figure(figure, path, dpi=100)
-
-
-def save_figure(figure, path: str, dpi: int) -> None:
-    """Render a matplotlib figure to PNG and write it atomically; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
-
-
 def file_size(directory: str) -> int:
     return os.path.getsize(os.path.join(directory, WEIGHTS_NAME))
 
@@ -267,7 +260,6 @@ class TrainingRun:
         self.training = training = config.training
         self.accelerator = accelerator = build_accelerator(config)
         set_seed(training.seed)
-        os.makedirs(config.output_dir, exist_ok=True)
         resume = resolve_resume(config.resume_from_checkpoint, config.output_dir)
         self.tokenizer, self.streams = prepare_streams(config, accelerator)
         model = SoftBinLSTMForCausalLM(config.model_config(self.tokenizer))
@@ -298,6 +290,7 @@ class TrainingRun:
         if resume is not None:
             accelerator.load_state(resume)
             accelerator.print(f"resumed from {resume} at epoch {self.progress.epoch}, step {self.progress.step}")
+        os.makedirs(config.output_dir, exist_ok=True)  # only now: a run that fails its checks leaves nothing behind
         accelerator.init_trackers("hf-softbin", config=_flat_hparams(config))
 
     def rows_of(self, stream: torch.Tensor) -> torch.Tensor:
@@ -363,27 +356,20 @@ class TrainingRun:
     def train_segment(self, state, teacher_state):
         """One BPTT segment; returns the carried states and whether an optimizer step was taken."""
         progress, accelerator, training = self.progress, self.accelerator, self.training
-        start = self.segments[progress.segment]
-        length = min(training.bptt, self.train_rows.shape[1] - 1 - start)
-        x = self.train_rows[:, start : start + length].to(accelerator.device)
-        y = self.train_rows[:, start + 1 : start + 1 + length].to(accelerator.device)
+        x, y = (part.to(accelerator.device)
+                for part in get_batch(self.train_rows, self.segments[progress.segment], training.bptt))
         began = time.perf_counter()
         if self.ramp is not None:
             self.ramp.update(progress.step)
-        with accelerator.accumulate(self.model):
-            loss, ce, state, teacher_state = segment_loss(self.model, self.teacher, x, y, state, teacher_state,
-                                                          self.config, accelerator)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {progress.epoch}, step {progress.step}: stopped; the last "
-                    f"good checkpoint is {os.path.join(self.config.output_dir, CHECKPOINT_DIR)}. Try a lower "
-                    "training.lr or a tighter training.grad_clip."
-                )
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and training.grad_clip > 0:
-                accelerator.clip_grad_norm_(self.model.parameters(), training.grad_clip)
-            self.optimizer.step()
-            self.optimizer.zero_grad()
+        try:
+            _, ce, state, teacher_state = train_step(self.model, self.teacher, (x, y), (state, teacher_state),
+                                                     self.config, accelerator, self.optimizer)
+        except TrainingDiverged as err:
+            raise TrainingDiverged(
+                f"{err} at epoch {progress.epoch}, step {progress.step}: stopped; the last good checkpoint is "
+                f"{os.path.join(self.config.output_dir, CHECKPOINT_DIR)}. Try a lower training.lr or a tighter "
+                "training.grad_clip."
+            ) from None
         progress.segment += 1
         progress.tokens += x.numel() * accelerator.num_processes
         progress.train_seconds += time.perf_counter() - began
@@ -395,7 +381,7 @@ class TrainingRun:
         if training.schedule != "plateau":
             self.schedule.step()
         if training.pq_reassign_every and progress.step % training.pq_reassign_every == 0:
-            changed = self.raw_model.reassign_pq_codes_()
+            changed = reassign_pq_codes_(self.raw_model)
             accelerator.log({f"pq/codes_changed/{name}": value for name, value in changed.items()}, step=progress.step)
         self.bar.update(1)
         if progress.step % training.log_every == 0 or progress.step == 1:
@@ -446,9 +432,7 @@ class TrainingRun:
                 master = os.path.join(output_dir, MASTER_DIR)
                 raw_model.save_pretrained(master, packed=False)
                 save_tokenizer(self.tokenizer, master)
-                compression = float_file_bytes(raw_model.config) / file_size(output_dir)
-            else:
-                compression = 1.0
+            compression = summarize(output_dir).file_ratio or 1.0
             metrics = {
                 "valid_ppl": math.exp(valid_loss),
                 "test_ppl": math.exp(test_loss) if test_loss is not None else None,
@@ -492,24 +476,3 @@ def _flat_hparams(config: RunConfig) -> dict:
             name = section if key is None else f"{section}.{key}"
             flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return flat
-
-
-def main(argv: list[str]) -> int:
-    """`hf-softbin train CONFIG.yaml [--section.key value ...]`; exit status 2 for bad input, as every command."""
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        print("usage: hf-softbin train CONFIG.yaml [--section.key value ...]")
-        return 0 if argv else 2
-    path, tokens = (None, argv) if argv[0].startswith("--") else (argv[0], argv[1:])
-    try:
-        train(load_run_config(path, parse_overrides(tokens)))
-    except TrainingInterrupted as stop:
-        print(f"hf-softbin train: {stop}; resume with --resume_from_checkpoint latest", file=sys.stderr)
-        return 128 + stop.signal_number
-    except TrainingDiverged as err:
-        print(f"hf-softbin train: error: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError) as err:
-        print(f"hf-softbin train: error: {err}", file=sys.stderr)
-        return 2
-    return 0

@@ -113,23 +113,29 @@ CHOICES = {
 def load_run_config(path: str | None = None, overrides: dict[str, object] | None = None) -> RunConfig:
     """Read a YAML recipe (and the bases it inherits), apply dotted overrides, validate everything."""
     where = path or "config"
-    layers = [OmegaConf.structured(RunConfig)]
+    config = OmegaConf.structured(RunConfig)
     if path is not None:
-        layers.append(_read_recipe(path, seen=()))
-    if overrides:
-        layers.append(OmegaConf.create(_nest(overrides)))
+        config = _merge(config, _read_recipe(path, seen=()), where)
+    if overrides:  # merged on their own, so that a mistake there is reported against the command line
+        config = _merge(config, OmegaConf.create(_nest(overrides)), "the command line", key_prefix="--")
+    config = OmegaConf.to_object(config)
+    _validate(config, where)
+    return config
+
+
+def _merge(config: DictConfig, layer: DictConfig, where: str, key_prefix: str = "") -> DictConfig:
+    """`layer` merged over `config`; an unknown key or a wrong type is an error naming `where` and the key."""
     try:
-        config = OmegaConf.to_object(OmegaConf.merge(*layers))
+        return OmegaConf.merge(config, layer)
     except ConfigKeyError as err:
         section = err.full_key.rsplit(".", 1)[0] if "." in err.full_key else None
         owner = SECTIONS.get(section, RunConfig)
         known = ", ".join(f.name for f in dataclasses.fields(owner))
-        raise ValueError(f"{where}: unknown key {err.full_key}; {section or 'the top level'} has: {known}") from None
+        raise ValueError(f"{where}: unknown key {key_prefix}{err.full_key}; {section or 'the top level'} has: "
+                         f"{known}") from None
     except OmegaConfBaseException as err:
         message = str(err).splitlines()[0]
-        raise ValueError(f"{where}: {getattr(err, 'full_key', '')}: {message}") from None
-    _validate(config, where)
-    return config
+        raise ValueError(f"{where}: {key_prefix}{getattr(err, 'full_key', '')}: {message}") from None
 
 
 def _read_recipe(path: str, seen: tuple[str, ...]) -> DictConfig:

@@ -19,7 +19,8 @@ import os
 import torch
 from tqdm.auto import tqdm
 
-from ..models.softbin_lstm.checkpoint import DIGEST_KEY, WEIGHTS_NAME, resolve_file, write_text_atomic
+from ..atomic import write_text_atomic
+from ..models.softbin_lstm.checkpoint import DIGEST_KEY, WEIGHTS_NAME, resolve_file
 from .distill import Teacher
 
 CACHE_DIR = "sampled_text"

@@ -22,7 +22,7 @@ from sentences import select, to_wt2_tokens, usable_sentences
 from synth import render_all
 from tools import TRIGRAM, dictionary_words, ensure_packages, package_versions
 
-from hf_softbin.models.softbin_lstm.checkpoint import write_text_atomic
+from hf_softbin.atomic import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 SPLITS = {"dev": "valid.txt", "test": "test.txt"}

@@ -12,10 +12,9 @@ from .modeling_softbin_lstm import (
     SoftBinLSTMModel,
     SoftBinLSTMPreTrainedModel,
     UnsupportedDeviceDtype,
-    register_latent_clipping,
 )
 from .pipeline_text_scoring import TextScoringPipeline, register_pipeline
-from .quantizers import binarize, sign_ste
+from .quantizers import binarize
 
 __all__ = [
     "LSTMState",
@@ -27,7 +26,5 @@ __all__ = [
     "TextScoringPipeline",
     "UnsupportedDeviceDtype",
     "binarize",
-    "register_latent_clipping",
     "register_pipeline",
-    "sign_ste",
 ]

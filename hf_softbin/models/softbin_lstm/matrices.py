@@ -33,10 +33,8 @@ BLOCK_ROWS = 4096  # rows of a vocabulary matrix rebuilt at once in keep-packed 
 TABLE_MAX_ROWS = 64  # up to this many input vectors, keep-packed products use table lookups instead of rebuilding
 
 
-class QuantizedMatrix(nn.Module):
-    """A (rows, cols) weight matrix; subclasses decide how it is stored."""
-
-    packed = False
+class WeightMatrix(nn.Module):
+    """A (rows, cols) weight matrix; subclasses decide how it is stored (float, binary or PQ; master or packed)."""
 
     def __init__(self, rows: int, cols: int):
         super().__init__()
@@ -70,7 +68,7 @@ class QuantizedMatrix(nn.Module):
         return f"rows={self.rows}, cols={self.cols}"
 
 
-class FloatMatrix(QuantizedMatrix):
+class FloatMatrix(WeightMatrix):
     """A full-precision matrix."""
 
     def __init__(self, rows, cols):
@@ -92,7 +90,7 @@ def _scale_shape(rows: int, cols: int, scaling: str, gamma_axis: str) -> tuple[i
     return (rows, 1)
 
 
-class BinaryMatrix(QuantizedMatrix):
+class BinaryMatrix(WeightMatrix):
     """`alpha * sign(W)` over a latent float matrix `W`, trained with the straight-through estimator.
 
     `alpha` is mean |W| per row or per matrix (recomputed from `W`), or the learned `scale` parameter: a learned
@@ -194,7 +192,7 @@ class BinaryMatrix(QuantizedMatrix):
             self.scale.copy_(self.weight.abs().mean(dim=0, keepdim=True))
 
 
-class PQMatrix(QuantizedMatrix):
+class PQMatrix(WeightMatrix):
     """A product-quantized matrix: each row is `m` codebook indices; the codebooks (m, K, d) are trained.
 
     A latent float matrix learns straight through the quantization (its gradient is the decoded matrix's), so
@@ -266,14 +264,12 @@ class PQMatrix(QuantizedMatrix):
 # ---- loaded from a packed checkpoint --------------------------------------------------------------------------------
 
 
-class PackedMatrix(QuantizedMatrix):
+class PackedMatrix(WeightMatrix):
     """A matrix as a packed checkpoint stores it: persistent buffers, rebuilt into floats by `rows_of`.
 
     `unpack_()` keeps the whole float matrix in a non-persistent buffer; without it (`keep_packed`) every use rebuilds
     only what it needs. Float buffers (scalars, codebooks) follow the model's dtype; bits and codes stay uint8.
     """
-
-    packed = True
 
     def reset_parameters(self, initializer_range):
         """Nothing to initialize: every buffer comes from the checkpoint."""

@@ -1,37 +1,23 @@
 """The soft-binarized LSTM language model as a Transformers model.
 
 Each weight matrix is a module of `matrices.py`, chosen per part by `config.quantization`; the recurrence runs in
-PyTorch's fused LSTM kernel on the effective matrices. `save_pretrained` writes the packed checkpoint of a quantized
-model (sign bits, codes, scalars) or, with `packed=False`, the float master weights; `from_pretrained` reads either
-and gives identical logits. The file format lives in `checkpoint.py`.
+PyTorch's fused LSTM kernel on the effective matrices. Saving and loading (packed or float master checkpoints, read
+and written as `checkpoint.py` says) and vocabulary resizing come from the mixins in `checkpoint.py` and
+`resizing.py`; training hooks (latent-weight clipping, PQ code re-assignment) live with the training code.
 
 This file imports only its siblings (relatively), so saved checkpoints carry it as remote code.
 """
 
-import copy
-import inspect
-import json
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
-from transformers.utils import ModelOutput, logging
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.utils import ModelOutput
 
-from .checkpoint import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    check_tensors,
-    read_metadata,
-    resolve_file,
-    saved_config,
-    staged_save,
-    tensor_shapes,
-    write_weights,
-)
+from .checkpoint import CheckpointMixin
 from .configuration_softbin_lstm import SoftBinLSTMConfig
 from .matrices import (
     BinaryMatrix,
@@ -40,21 +26,10 @@ from .matrices import (
     PackedMatrix,
     PackedPQMatrix,
     PQMatrix,
-    QuantizedMatrix,
+    WeightMatrix,
 )
-from .quantizers import round_ste
-
-logger = logging.get_logger(__name__)
-
-STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
-DOWNLOAD_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download")
-# Fields that decide which tensors a checkpoint holds and what they mean: the weights file is their authority.
-ARCHITECTURE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "projection_size",
-                       "tie_word_embeddings", "quantization", "scaling", "learnable_scale", "float_storage_dtype",
-                       "pq_subvectors", "pq_codebook_size", "pq_codebook_storage", "checkpoint_format")
-PUSH_MESSAGE = ("a model alone does not make a complete Hub upload (its tokenizer, metrics and model card live beside "
-                "it): save it with its tokenizer, then run `hf-softbin push DIRECTORY REPO_ID`, which uploads the "
-                "packed checkpoint, tokenizer, remote code and a model card with the measured metrics")
+from .quantizers import STORAGE_DTYPES, round_ste
+from .resizing import VocabularyResizingMixin
 
 
 class PackedModelTrainingError(RuntimeError):
@@ -65,7 +40,7 @@ class UnsupportedDeviceDtype(ValueError):
     """PyTorch's LSTM kernel cannot run on the requested combination of device and dtype."""
 
 
-def make_matrix(config: SoftBinLSTMConfig, part: str, rows: int, cols: int, gamma_axis: str = "row") -> QuantizedMatrix:
+def make_matrix(config: SoftBinLSTMConfig, part: str, rows: int, cols: int, gamma_axis: str = "row") -> WeightMatrix:
     """The matrix module for `part` as the config stores it (master or packed)."""
     method = config.quantization[part]
     if method == "float":
@@ -131,6 +106,15 @@ class SoftBinLSTMCausalLMOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
+def real_tokens_first(mask: torch.Tensor) -> torch.Tensor | None:
+    """The stable order of each row's positions that puts its real tokens (mask 1) first, or None when every row is
+    right-padded already (the common case: a caller that pads on the right, or `text-scoring` after its own sort)."""
+    mask = mask.bool()
+    if bool((mask[:, 1:] <= mask[:, :-1]).all()):  # no real token after a padded one
+        return None
+    return torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+
+
 _KERNEL_CHECKED: dict[tuple[str, torch.dtype], str | None] = {}
 
 
@@ -149,7 +133,7 @@ def lstm_kernel_problem(device: torch.device, dtype: torch.dtype) -> str | None:
     return _KERNEL_CHECKED[key]
 
 
-class SoftBinLSTMPreTrainedModel(PreTrainedModel):
+class SoftBinLSTMPreTrainedModel(CheckpointMixin, VocabularyResizingMixin, PreTrainedModel):
     config_class = SoftBinLSTMConfig
     config: SoftBinLSTMConfig
     base_model_prefix = "model"
@@ -162,7 +146,7 @@ class SoftBinLSTMPreTrainedModel(PreTrainedModel):
         return False  # the state is an LSTMState the forward pass creates, not a key/value cache
 
     def _init_weights(self, module):
-        if isinstance(module, QuantizedMatrix):
+        if isinstance(module, WeightMatrix):
             module.reset_parameters(self.config.initializer_range)
         elif isinstance(module, LSTMLayerWeights):
             with torch.no_grad():
@@ -175,31 +159,14 @@ class SoftBinLSTMPreTrainedModel(PreTrainedModel):
 
     # ---- state ---------------------------------------------------------------------------------------------------
 
-    @property
-    def is_packed(self) -> bool:
-        return self.config.checkpoint_format == "packed"
-
     def stored(self, tensor: torch.Tensor, part: str) -> torch.Tensor:
         """A float a quantized part keeps (bias, beta), rounded as a packed checkpoint stores it."""
         if self.config.quantized(part):
             return round_ste(tensor, STORAGE_DTYPES[self.config.float_storage_dtype])
         return tensor
 
-    def matrices(self) -> dict[str, QuantizedMatrix]:
-        return {name: module for name, module in self.named_modules() if isinstance(module, QuantizedMatrix)}
-
-    @torch.no_grad()
-    def clip_latent_weights_(self):
-        """Clip the latent weights of every binary matrix to [-1, 1]; a training loop calls this after each step."""
-        for module in self.modules():
-            if isinstance(module, BinaryMatrix):
-                module.clip_latent_()
-
-    @torch.no_grad()
-    def reassign_pq_codes_(self) -> dict[str, float]:
-        """Move the codes of every PQ matrix to the codewords nearest its latent rows; the fraction changed per matrix."""
-        return {name: module.reassign_codes_() for name, module in self.matrices().items()
-                if isinstance(module, PQMatrix)}
+    def matrices(self) -> dict[str, WeightMatrix]:
+        return {name: module for name, module in self.named_modules() if isinstance(module, WeightMatrix)}
 
     def train(self, mode: bool = True):
         if mode and self.is_packed:
@@ -222,230 +189,11 @@ class SoftBinLSTMPreTrainedModel(PreTrainedModel):
                 )
         return super()._apply(fn, recurse)
 
-    # ---- saving --------------------------------------------------------------------------------------------------
-
-    def save_pretrained(self, save_directory, packed: bool | None = None, is_main_process: bool = True,
-                        push_to_hub: bool = False, **kwargs):
-        """Save config, weights and remote code. Quantized models save packed tensors unless `packed=False`.
-
-        Every file is staged first; the weights file, which carries its config, is moved into place last.
-        """
-        if push_to_hub:
-            raise ValueError(f"save_pretrained(push_to_hub=True) is not supported: {PUSH_MESSAGE}")
-        if packed is None:
-            packed = self.config.is_quantized
-        if packed and not self.config.is_quantized:
-            raise ValueError("save_pretrained(packed=True) needs a quantized model; this one is full precision "
-                             "(every part of config.quantization is 'float')")
-        if not packed and self.is_packed:
-            raise ValueError("this model was loaded from a packed checkpoint and has no float master weights to save; "
-                             "use packed=True")
-        if not is_main_process:
-            return
-        tensors = self.packed_state_dict() if packed else self.master_state_dict()
-        checkpoint_format = "packed" if packed else "master"
-        original_config = self.config
-        self.config = copy.deepcopy(original_config)
-        try:
-            self.config.checkpoint_format = checkpoint_format
-            # Remote code: both Auto classes, and the text-scoring pipeline (this relative import makes Transformers
-            # copy pipeline_text_scoring.py with the other remote-code files).
-            from .pipeline_text_scoring import declare_pipeline
-
-            declare_pipeline(self.config)
-            with staged_save(str(save_directory)) as staging:
-                super().save_pretrained(staging, state_dict={}, **kwargs)
-                auto_map = dict(self.config.auto_map or {})
-                module = type(self).__module__.rsplit(".", 1)[-1]
-                auto_map["AutoModel"] = f"{module}.SoftBinLSTMModel"
-                if isinstance(self, SoftBinLSTMForCausalLM):
-                    auto_map["AutoModelForCausalLM"] = f"{module}.SoftBinLSTMForCausalLM"
-                self.config.auto_map = auto_map
-                self.config.save_pretrained(staging)
-                for name in list(os.listdir(staging)):
-                    if name.startswith("model") and name.endswith(".safetensors") or name.endswith(".index.json"):
-                        os.remove(os.path.join(staging, name))
-                write_weights(tensors, os.path.join(staging, WEIGHTS_NAME), checkpoint_format,
-                                         self.config.to_dict())
-        finally:
-            self.config = original_config
-
-    def push_to_hub(self, *args, **kwargs):
-        raise ValueError(f"model.push_to_hub() is not supported: {PUSH_MESSAGE}")
-
-    @torch.no_grad()
-    def master_state_dict(self) -> dict[str, torch.Tensor]:
-        """Float32 copies of every float tensor (latent weights included); integer buffers (PQ codes) as they are."""
-        return {name: tensor.detach().float().clone() if tensor.is_floating_point() else tensor.detach().clone()
-                for name, tensor in self.state_dict().items()}
-
-    @torch.no_grad()
-    def packed_state_dict(self) -> dict[str, torch.Tensor]:
-        """What each matrix stores packed, and the other floats at storage precision (float32 in float parts)."""
-        tensors, owned = {}, set()
-        for prefix, module in self.matrices().items():
-            for name, tensor in module.packed_tensors().items():
-                tensors[f"{prefix}.{name}"] = tensor.contiguous()
-            owned.update(f"{prefix}.{name}" for name in module.state_dict())
-        storage_dtype = STORAGE_DTYPES[self.config.float_storage_dtype]
-        for name, tensor in self.state_dict().items():
-            if name not in owned:
-                keep = storage_dtype if self.config.quantized(self.part_of(name)) else torch.float32
-                tensors[name] = tensor.detach().to(keep).contiguous()
-        return tensors
-
-    @staticmethod
-    def part_of(name: str) -> str:
-        """The part ("embedding", "lstm", "output") a tensor of the state dict belongs to."""
-        if "lstm." in name:
-            return "lstm"
-        if "embedding" in name:
-            return "embedding"
-        return "output"
-
-    # ---- loading -------------------------------------------------------------------------------------------------
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """Load a master or packed checkpoint, checked before anything is built.
-
-        A missing, truncated or corrupted weights file, or tensors that disagree with the config, are errors naming
-        the file and the tensor. Keyword arguments that are config fields override them (`keep_packed=True` keeps a
-        packed model 1-bit in memory).
-        """
-        download_kwargs = {key: kwargs[key] for key in DOWNLOAD_KWARGS if key in kwargs}
-        weights_file = resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, download_kwargs)
-        metadata = read_metadata(weights_file)
-        config = kwargs.pop("config", None)
-        config_fields = set(inspect.signature(cls.config_class.__init__).parameters) - {"self", "kwargs"}
-        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in config_fields}
-        if not isinstance(config, PretrainedConfig):
-            config = cls.config_class.from_pretrained(config or pretrained_model_name_or_path, **download_kwargs)
-        config_file = resolve_file(pretrained_model_name_or_path, CONFIG_NAME, download_kwargs)
-        config = cls._reconcile_config(config, config_file, saved_config(metadata), overrides, weights_file)
-        check_tensors(weights_file, cls._expected_tensors(config, weights_file),
-                                 f"{config.checkpoint_format} format")
-        wants_info = kwargs.pop("output_loading_info", False)
-        kwargs.setdefault("dtype", torch.float32)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config,
-                                              output_loading_info=True, **kwargs)
-        missing = sorted(set(info.get("missing_keys") or []) - cls._head_names(model))
-        problems = {"missing_keys": missing, "mismatched_keys": sorted(info.get("mismatched_keys") or [])}
-        problems = {key: value for key, value in problems.items() if value}
-        if problems:
-            raise ValueError(f"{weights_file}: does not match its config.json: {problems}")
-        model._finish_loading()
-        return (model, info) if wants_info else model
-
-    @classmethod
-    def _reconcile_config(cls, config, config_file: str, saved: dict | None, overrides: dict, weights_file: str):
-        """`config` with the architecture the weights were saved with, and then `overrides`.
-
-        Where config.json on disk disagrees with the config stored in the weights file (an interrupted save, or a
-        hand edit), the weights win, unless the caller overrode that field on purpose.
-        """
-        values = config.to_dict()
-        if saved is not None:
-            with open(config_file, encoding="utf-8") as handle:
-                on_disk = json.load(handle)
-            differing = {field: (on_disk.get(field), saved.get(field)) for field in ARCHITECTURE_FIELDS
-                         if on_disk.get(field) != saved.get(field) and values.get(field) == on_disk.get(field)}
-            if differing:
-                logger.warning(
-                    f"{weights_file} was saved with another config than {config_file} (an interrupted save or a hand "
-                    f"edit): {differing}; loading the weights with the config they were saved with. Save the model "
-                    "again to repair the directory."
-                )
-                values.update({field: saved.get(field) for field in differing})
-        if "binarize" in overrides:
-            values.pop("quantization", None)
-        values.update(overrides)
-        return cls.config_class.from_dict(values)
-
-    @classmethod
-    def _expected_tensors(cls, config, weights_file: str) -> dict[str, tuple[int, ...]]:
-        """Names and shapes the file must hold for this class. A base model reads a causal LM's file (its head is
-        left out); a causal LM reads a base model's master file (its head initialized), not a packed one."""
-        with torch.device("meta"):
-            expected = {name: tuple(tensor.shape) for name, tensor in cls(config).state_dict().items()}
-        found = tensor_shapes(weights_file)
-        prefix = cls.base_model_prefix + "."
-        file_has_prefix = any(name.startswith(prefix) for name in found)
-        model_has_prefix = any(name.startswith(prefix) for name in expected)
-        if file_has_prefix and not model_has_prefix:
-            head = {name: shape for name, shape in found.items() if not name.startswith(prefix)}
-            return {**{prefix + name: shape for name, shape in expected.items()}, **head}
-        if model_has_prefix and not file_has_prefix:
-            if config.checkpoint_format == "packed":
-                raise ValueError(f"{weights_file} holds a packed base model, without an output layer: load it with "
-                                 "AutoModel (a packed file has no float master to start an output layer from)")
-            return {name.removeprefix(prefix): shape for name, shape in expected.items() if name.startswith(prefix)}
-        return expected
-
-    @staticmethod
-    def _head_names(model) -> set[str]:
-        prefix = model.base_model_prefix + "."
-        return {name for name in model.state_dict() if not name.startswith(prefix)}
-
-    def _finish_loading(self):
-        if not self.is_packed:
-            return
-        if not self.config.keep_packed:
-            for module in self.modules():
-                if isinstance(module, PackedMatrix):
-                    module.unpack_()
-        self.requires_grad_(False)
-
-    # ---- resizing ------------------------------------------------------------------------------------------------
-
-    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
-                                mean_resizing: bool = True):
-        """Grow or shrink the vocabulary of a master model; new rows start at the mean of the existing ones."""
-        if new_num_tokens is None:
-            return self.get_input_embeddings()
-        if pad_to_multiple_of:
-            new_num_tokens = -(-new_num_tokens // pad_to_multiple_of) * pad_to_multiple_of
-        if self.is_packed:
-            raise ValueError("resize_token_embeddings: a packed checkpoint cannot be resized (its rows are sign bits "
-                             "or codes); resize the float master (OUTPUT_DIR/master) and train it")
-        if "pq" in (self.config.quantization["embedding"], self.config.quantization["output"]):
-            raise ValueError("resize_token_embeddings: product-quantized vocabulary matrices cannot be resized; their "
-                             "codebooks were fit to the old rows")
-        matrices = {id(matrix): matrix for matrix in (self.get_input_embeddings(), getattr(self, "lm_head", None))
-                    if matrix is not None}
-        for matrix in matrices.values():
-            _resize_rows_(matrix, new_num_tokens, mean_resizing)
-        if hasattr(self, "lm_head_bias"):
-            _resize_vector_(self, "lm_head_bias", new_num_tokens)
-        self.config.vocab_size = new_num_tokens
-        return self.get_input_embeddings()
-
-
-@torch.no_grad()
-def _resize_rows_(matrix: QuantizedMatrix, rows: int, mean_resizing: bool):
-    for name, parameter in list(matrix.named_parameters(recurse=False)):
-        if parameter.shape[0] != matrix.rows:
-            continue  # a per-column BLLM gamma or a per-tensor scalar does not grow with the vocabulary
-        grown = parameter.new_empty(rows, *parameter.shape[1:])
-        keep = min(rows, matrix.rows)
-        grown[:keep] = parameter[:keep]
-        if rows > keep:
-            fill = parameter.mean(dim=0) if mean_resizing else torch.zeros_like(parameter[0])
-            grown[keep:] = fill
-        setattr(matrix, name, nn.Parameter(grown, requires_grad=parameter.requires_grad))
-    matrix.rows = rows
-
-
-@torch.no_grad()
-def _resize_vector_(owner: nn.Module, name: str, size: int):
-    old = getattr(owner, name)
-    grown = old.new_zeros(size)
-    grown[: min(size, old.shape[0])] = old[:size]
-    setattr(owner, name, nn.Parameter(grown, requires_grad=old.requires_grad))
-
 
 class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
     """Embedding and LSTM stack (and the optional projection): token ids in, hidden states and LSTM state out."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head"]  # a causal LM's output layer, when this reads its file
 
     def __init__(self, config: SoftBinLSTMConfig):
         super().__init__(config)
@@ -506,10 +254,10 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
         if mask is None or bool(mask.all()):
             output, h, c, outputs = self._fused_lstm(inputs, None, (state.h, state.c), every_layer)
             return output, LSTMState(h, c), outputs
-        # Move each row's real tokens to the front (stable), run them as a packed batch, then put outputs back.
-        order = torch.argsort((~mask.bool()).to(torch.int8), dim=1, stable=True)
+        # Each row's real tokens to the front (unless they are there), run as a packed batch, outputs put back.
+        order = real_tokens_first(mask)
         lengths = mask.sum(dim=1)
-        gathered = inputs.gather(1, order.unsqueeze(-1).expand_as(inputs))
+        gathered = inputs if order is None else inputs.gather(1, order.unsqueeze(-1).expand_as(inputs))
         packed = pack_padded_sequence(gathered, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         hx = (state.h.index_select(1, packed.sorted_indices), state.c.index_select(1, packed.sorted_indices))
         data, h, c, layer_data = self._fused_lstm(packed.data, packed.batch_sizes, hx, every_layer)
@@ -517,6 +265,8 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
 
         def unpack(rows: torch.Tensor) -> torch.Tensor:
             front, _ = pad_packed_sequence(packed._replace(data=rows), batch_first=True, total_length=inputs.shape[1])
+            if order is None:
+                return front
             return torch.zeros_like(front).scatter_(1, order.unsqueeze(-1).expand_as(front), front)
 
         empty = (lengths == 0).view(1, -1, 1)
@@ -616,7 +366,7 @@ class SoftBinLSTMForCausalLM(SoftBinLSTMPreTrainedModel, GenerationMixin):
     def get_input_embeddings(self):
         return self.model.embeddings
 
-    def output_matrix(self) -> QuantizedMatrix:
+    def output_matrix(self) -> WeightMatrix:
         return self.model.embeddings if self.lm_head is None else self.lm_head
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -657,22 +407,20 @@ class SoftBinLSTMForCausalLM(SoftBinLSTMPreTrainedModel, GenerationMixin):
         hidden = outputs.last_hidden_state
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
-        logits = self.logits(hidden).float()
+        # In the model's dtype (a half-precision model gives half-precision logits; under autocast a float32 model
+        # still gives float32 ones).
+        logits = self.logits(hidden).to(self.lm_head_bias.dtype)
         loss = None
         if labels is not None:
             if labels.shape != input_ids.shape:
                 raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                                   ignore_index=-100)
         if not return_dict:
             output = tuple(value for value in (logits, outputs.cache, outputs.hidden_states) if value is not None)
             return (loss,) + output if loss is not None else output
         return SoftBinLSTMCausalLMOutput(loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states)
 
-
-
-def register_latent_clipping(optimizer: torch.optim.Optimizer, model: SoftBinLSTMPreTrainedModel):
-    """Clip the latent weights of `model` after every `optimizer.step()`; returns the hook handle."""
-    return optimizer.register_step_post_hook(lambda *_: model.clip_latent_weights_())
 
 
 SoftBinLSTMConfig.register_for_auto_class()

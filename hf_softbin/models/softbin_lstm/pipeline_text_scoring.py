@@ -6,12 +6,13 @@
     >>> scorer("the cat sat on the mat")
     {'logprob': -23.1, 'num_tokens': 7, 'perplexity': 27.1}
 
-Sentence convention (the training one, see docs/evaluation.md): a sentence is scored on its own, from a fresh (zero) state, as
-`w1 ... wn <eos>`. The model is first fed the start token (`config.bos_token_id`, which is `<eos>` for the word-level
-models of this project: a sentence starts where the previous one ended), so `w1` is predicted from that context, and
-the `n + 1` tokens `w1 ... wn <eos>` are scored. `score_eos=False` leaves the final `<eos>` out (then `n` tokens). All
-log-probabilities are natural logs; `perplexity = exp(-logprob / num_tokens)`. An empty string scores `<eos>` alone;
-with `score_eos=False` it scores nothing (`num_tokens` 0, `perplexity` None).
+Sentence convention (the one the models were trained on: a stream of lines, each ended by `<eos>`): a sentence is
+scored on its own, from a fresh (zero) state, as `w1 ... wn <eos>`. The model is first fed the start token
+(`config.bos_token_id`, which is `<eos>` for the word-level models of hf-softbin: a sentence starts where the previous
+one ended), so `w1` is predicted from that context, and the `n + 1` tokens `w1 ... wn <eos>` are scored.
+`score_eos=False` leaves the final `<eos>` out (then `n` tokens). All log-probabilities are natural logs;
+`perplexity = exp(-logprob / num_tokens)`. An empty string scores `<eos>` alone; with `score_eos=False` it scores
+nothing (`num_tokens` 0, `perplexity` None).
 
 Batching (`batch_size=`) pads (on the tokenizer's padding side) with an attention mask; padded positions leave the
 LSTM state untouched, so a sentence scores the same alone or in a padded batch. A sentence longer than
@@ -20,7 +21,8 @@ same scores as one pass and bounds the memory of the logits.
 
 `progress=True` shows a progress bar over the tokens of long inputs. An empty list of inputs gives an empty list.
 
-This file imports only torch, tqdm and transformers, so a saved checkpoint carries it as remote code:
+This file imports only its siblings (relatively), torch, tqdm and transformers, so a saved checkpoint carries it as
+remote code:
 `save_pretrained` copies it beside the model and declares it in config.json (`custom_pipelines`), and
 `pipeline("text-scoring", model=DIR, trust_remote_code=True)` then works without hf_softbin installed.
 """
@@ -30,6 +32,8 @@ import math
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, Pipeline
+
+from .modeling_softbin_lstm import real_tokens_first
 
 TASK = "text-scoring"
 DEFAULT_MAX_SEGMENT_LENGTH = 256
@@ -77,9 +81,9 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor 
     lengths = mask.sum(dim=1)
     if bool((lengths == 0).any()):
         raise ValueError("a row of input_ids has no real token (its attention_mask is all zeros)")
-    # Real tokens first (stable), so every row is right-padded and the prediction of token j is output j - 1.
-    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
-    ids = input_ids.gather(1, order)
+    # Real tokens first, so every row is right-padded and the prediction of token j is output j - 1.
+    order = real_tokens_first(mask)
+    ids = input_ids if order is None else input_ids.gather(1, order)
     positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
     real = positions < lengths.unsqueeze(1)
     ids = torch.where(real, ids, ids[:, :1])

@@ -15,6 +15,9 @@ so codes can be re-assigned from it during training.
 import torch
 import torch.nn.functional as F
 
+# The precisions a packed checkpoint may keep its floats in (`config.float_storage_dtype`).
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
 
 def signs_of(weight: torch.Tensor) -> torch.Tensor:
     """+-1 with sign(0) = +1, in two cheap passes (`+ 0.0` turns -0.0 into +0.0 for copysign)."""
@@ -50,11 +53,6 @@ class ScaledSign(torch.autograd.Function):
 def binarize(weight: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
     """`scale * sign(W)` in the forward pass, the straight-through estimator in the backward pass."""
     return ScaledSign.apply(weight, scale)
-
-
-def sign_ste(weight: torch.Tensor) -> torch.Tensor:
-    """Plain +-1 binarization (no scale) with the straight-through estimator."""
-    return ScaledSign.apply(weight, None)
 
 
 def mean_abs_scale(weight: torch.Tensor, granularity: str) -> torch.Tensor:
@@ -125,6 +123,8 @@ def signs_matmul(inputs: torch.Tensor, bits: torch.Tensor, cols: int) -> torch.T
     a byte, so each output is a sum of one table entry per byte: fast for a few rows (single-stream decoding).
     """
     n, width = inputs.shape[0], bits.shape[1]
+    # reshape, not view: the inputs may be strided (a table product's output is a transposed view), and F.pad
+    # returns them as they are when no padding is needed
     padded = F.pad(inputs, (0, width * 8 - cols)).reshape(n * width, 8)
     patterns = _BYTE_PATTERNS.to(device=inputs.device, dtype=inputs.dtype)
     tables = (padded @ patterns.T).view(n, width, 256)  # inputs . bits of each pattern, byte by byte

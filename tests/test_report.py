@@ -1,0 +1,61 @@
+"""benchmarks/report.py's size-perplexity plot: every row labelled where no label overlaps another or a marker, and the
+Pareto front computed from the rows."""
+
+import json
+import random
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import report  # noqa: E402  (benchmarks/report.py)
+
+
+def row(name, size_bytes, test_ppl):
+    return {"name": name, "size_bytes": size_bytes, "test_ppl": test_ppl}
+
+
+def test_the_pareto_front_holds_the_rows_nothing_beats_on_both_size_and_perplexity():
+    rows = [row("big and best", 9e6, 100.0), row("small", 1e6, 200.0), row("beaten", 3e6, 210.0),
+            row("middle", 3e6, 150.0), row("same size, worse", 9e6, 101.0), row("tie with small", 1e6, 200.0)]
+    assert [r["name"] for r in report.pareto_front(rows)] == ["small", "tie with small", "middle", "big and best"]
+
+
+def label_boxes(figure):
+    axis = figure.axes[0]
+    renderer = figure.canvas.get_renderer()
+    return axis, renderer, {text.get_text(): report.text_extent(text, renderer) for text in axis.texts}
+
+
+def assert_labels_are_clear(figure, rows):
+    axis, renderer, boxes = label_boxes(figure)
+    assert sorted(boxes) == sorted(r["name"] for r in rows)  # every row labelled once
+    frame = axis.get_window_extent(renderer)
+    names = list(boxes)
+    for i, name in enumerate(names):
+        box = boxes[name]
+        assert frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1), name
+        for other in names[i + 1:]:
+            assert not box.overlaps(boxes[other]), (name, other)
+        for r in rows:
+            x, y = axis.transData.transform((r["size_bytes"] / 1e6, r["test_ppl"]))
+            assert not box.contains(x, y), (name, "covers the marker of", r["name"])
+
+
+def test_the_committed_results_plot_without_overlapping_labels():
+    rows = json.loads((REPO_ROOT / "benchmarks" / "results.json").read_text())["rows"]
+    figure = report.ppl_vs_size_figure(rows)
+    assert_labels_are_clear(figure, rows)
+    front = {r["name"] for r in report.pareto_front(rows)}
+    assert "soft + KD" in front and "soft" not in front  # soft + KD is as small and better
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_crowd_of_rows_with_long_names_still_gets_clear_labels(seed):
+    rng = random.Random(seed)
+    rows = [row(f"row {i} with a long descriptive name", rng.uniform(0.8e6, 1.2e6), rng.uniform(170, 190))
+            for i in range(6)]
+    rows += [row(f"far {i}", rng.uniform(2e5, 3e7), rng.uniform(150, 260)) for i in range(6)]
+    assert_labels_are_clear(report.ppl_vs_size_figure(rows), rows)
