@@ -2,9 +2,11 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
+from . import kernels
 from .models import softbin_lstm
 from .models.softbin_lstm import *  # noqa: F403  (the model, its config, quantizers and pipeline)
 from .models.softbin_lstm import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, SoftBinLSTMModel, register_pipeline
+from .models.softbin_lstm.packed_products import use_compiled_kernel
 
 __version__ = "0.2.0"
 
@@ -13,5 +15,6 @@ AutoModel.register(SoftBinLSTMConfig, SoftBinLSTMModel, exist_ok=True)
 AutoModelForCausalLM.register(SoftBinLSTMConfig, SoftBinLSTMForCausalLM, exist_ok=True)
 
 register_pipeline()  # pipeline("text-scoring", model=...)
+use_compiled_kernel(kernels.load)  # keep-packed products: built at the first one
 
 __all__ = list(softbin_lstm.__all__)

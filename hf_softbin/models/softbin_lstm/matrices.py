@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .packed_products import pq_linear, pq_sign_linear, sign_linear
 from .quantizers import (
     binarize,
     mean_abs_scale,
@@ -21,11 +22,9 @@ from .quantizers import (
     packed_width,
     pq_assign,
     pq_decode,
-    pq_matmul,
     pq_train,
     rank_one_scales,
     round_ste,
-    signs_matmul,
     unpack_signs,
 )
 
@@ -300,8 +299,8 @@ class PackedMatrix(QuantizedMatrix):
         """Kept packed in memory: no unpacked float copy."""
         return getattr(self, "unpacked", None) is None
 
-    def table_linear(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(n, cols) inputs @ W.T computed from the stored form by table lookups (no float matrix)."""
+    def packed_linear(self, inputs: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """(n, cols) inputs @ W.T + bias computed from the stored form (packed_products.py), no float matrix."""
         raise NotImplementedError
 
     def linear(self, inputs, bias):
@@ -309,9 +308,7 @@ class PackedMatrix(QuantizedMatrix):
             return F.linear(inputs, self.unpacked, bias)
         flat = inputs.reshape(-1, self.cols)
         if flat.shape[0] <= TABLE_MAX_ROWS:
-            outputs = self.table_linear(flat)
-            outputs = outputs if bias is None else outputs + bias
-            return outputs.view(*inputs.shape[:-1], self.rows)
+            return self.packed_linear(flat, bias).view(*inputs.shape[:-1], self.rows)
         if self.rows <= BLOCK_ROWS:
             return F.linear(inputs, self.matrix(), bias)
         outputs = inputs.new_empty(*inputs.shape[:-1], self.rows)
@@ -339,12 +336,12 @@ class PackedBinaryMatrix(PackedMatrix):
         signs = signs.mul_(scale)
         return signs if self.col_scale is None else signs.mul_(self.col_scale)
 
-    def table_linear(self, inputs):
-        if self.col_scale is not None:
-            inputs = inputs * self.col_scale
-        if self.scale.shape[0] == 1 and self.scale.shape[1] == self.cols and self.cols > 1:
-            return signs_matmul(inputs * self.scale, self.bits, self.cols)  # a scale per input column (BLLM gamma)
-        return signs_matmul(inputs, self.bits, self.cols) * self.scale.reshape(1, -1)
+    def packed_linear(self, inputs, bias):
+        if self.col_scale is not None:  # row_col: a scalar per input column and one per row
+            return sign_linear(inputs, self.bits, self.cols, col_scale=self.col_scale, row_scale=self.scale, bias=bias)
+        if self.scale.shape[0] == 1 and self.scale.shape[1] == self.cols and self.cols > 1:  # BLLM gamma per column
+            return sign_linear(inputs, self.bits, self.cols, col_scale=self.scale, bias=bias)
+        return sign_linear(inputs, self.bits, self.cols, row_scale=self.scale, bias=bias)
 
     def packed_tensors(self):
         tensors = {"bits": self.bits, "scale": self.scale.to(self.storage_dtype)}
@@ -381,8 +378,11 @@ class PackedPQMatrix(PackedMatrix):
     def rows_of(self, index):
         return pq_decode(self.codes[index], self.effective_codebooks())
 
-    def table_linear(self, inputs):
-        return pq_matmul(inputs, self.codes, self.effective_codebooks())
+    def packed_linear(self, inputs, bias):
+        if self.codebook_storage == "binary":
+            return pq_sign_linear(inputs, self.codes, self.codebook_bits, self.codebook_scale, self.codebook_shape[1],
+                                  bias)
+        return pq_linear(inputs, self.codes, self.codebooks, bias)
 
     def packed_tensors(self):
         if self.codebook_storage == "binary":
