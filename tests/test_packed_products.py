@@ -14,26 +14,13 @@ from hf_softbin.models.softbin_lstm.quantizers import pack_signs, pq_decode, unp
 TOLERANCE = 1e-5  # largest error relative to the largest output
 
 
-@pytest.fixture(scope="module")
-def kernel():
-    """The compiled kernel: built here when a compiler is present (a failed build then fails the tests)."""
-    problem = kernels.build_problem()
-    if problem:
-        pytest.skip(f"the kernel cannot be built on this machine: {problem}")
-    ops = kernels.load()
-    assert ops is not None, "a compiler and ninja are present but the kernel did not build: see the log above"
-    return ops
-
-
-@pytest.fixture(params=["kernel", "torch"])
-def path(request, kernel, monkeypatch):
-    """Run a test once with the compiled kernel and once with the pure-torch products."""
-    monkeypatch.setattr(packed_products, "_kernel_loaded", True)
-    monkeypatch.setattr(packed_products, "_kernel", kernel if request.param == "kernel" else None)
-    if request.param == "kernel":  # the kernel must really be the one computing
+@pytest.fixture
+def path(product_path, monkeypatch):
+    """Both paths (conftest.product_path); with the kernel, the pure-torch one must not run at all."""
+    if product_path == "kernel":
         monkeypatch.setattr(packed_products, "signs_matmul", _must_not_run)
         monkeypatch.setattr(packed_products, "_sum_tables", _must_not_run)
-    return request.param
+    return product_path
 
 
 def _must_not_run(*args):
@@ -50,10 +37,10 @@ def random(*shape, seed=0):
 
 
 @pytest.mark.parametrize("cols", [13, 16, 67])
-@pytest.mark.parametrize("batch", [1, 3, 9])
+@pytest.mark.parametrize("batch", [1, 3, 6, 21])  # one vector; batches in chunks of 4, 8, 16 and 16 + 4
 @pytest.mark.parametrize("scaling", ["row", "tensor", "column", "none"])
-@pytest.mark.parametrize("with_bias", [True, False])
-def test_sign_products_equal_the_unpacked_matrix(path, cols, batch, scaling, with_bias):
+@pytest.mark.parametrize("bias", ["per row", "per input and row", None])
+def test_sign_products_equal_the_unpacked_matrix(path, cols, batch, scaling, bias):
     rows = 37
     weight, inputs = random(rows, cols, seed=cols), random(batch, cols, seed=batch)
     bits = pack_signs(weight)
@@ -61,7 +48,8 @@ def test_sign_products_equal_the_unpacked_matrix(path, cols, batch, scaling, wit
     assert torch.equal(signs, torch.where(weight >= 0, 1.0, -1.0))
     scales = {"row": dict(row_scale=random(rows, 1, seed=1).abs()), "tensor": dict(row_scale=torch.tensor([[0.3]])),
               "column": dict(col_scale=random(1, cols, seed=2).abs()), "none": {}}[scaling]
-    bias = random(rows, seed=3) if with_bias else None
+    if bias is not None:  # a bias per (input, row) comes as a slice of a wider tensor: rows apart
+        bias = random(rows, seed=3) if bias == "per row" else random(batch, 2 * rows, seed=3)[:, :rows]
     matrix = signs * scales.get("row_scale", 1.0) * scales.get("col_scale", 1.0)
     expected = torch.nn.functional.linear(inputs, matrix, bias)
     close(sign_linear(inputs, bits, cols, bias=bias, **scales), expected)

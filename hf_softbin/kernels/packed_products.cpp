@@ -17,13 +17,16 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <vector>
 
 namespace {
 
-constexpr int64_t kRowGrain = 256;  // rows per task when rows are split across threads
+// Rows are split across threads only in tasks of at least this much work (scalar table lookups, or SIMD additions of
+// a few floats): an OpenMP region costs microseconds, and far more while other processes hold the cores.
+constexpr int64_t kTaskWork = 1 << 16;
 constexpr int64_t kPatterns = 256;  // bit patterns of a byte
 
 // table[g * 256 + b] = sum over k < 8 of (bit k of b ? +v : -v), v = x[8g + k] * scale[8g + k] (0 past cols).
@@ -82,46 +85,128 @@ const float* float_data(const std::optional<at::Tensor>& tensor, int64_t numel, 
 
 void check_operands(const at::Tensor& x, const at::Tensor& index, const at::Tensor& out) {
   TORCH_CHECK(x.device().is_cpu() && index.device().is_cpu() && out.device().is_cpu(), "hf_softbin kernels run on CPU");
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous(), "x must be a contiguous (n, cols) float32 tensor");
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.stride(1) == 1, "x must be a (n, cols) float32 tensor with contiguous rows");
   TORCH_CHECK(index.dim() == 2 && index.scalar_type() == at::kByte && index.is_contiguous(), "bits/codes must be a contiguous (rows, k) uint8 tensor");
   TORCH_CHECK(out.scalar_type() == at::kFloat && out.is_contiguous() && out.dim() == 2 && out.size(0) == x.size(0) && out.size(1) == index.size(0),
               "out must be a contiguous (n, rows) float32 tensor");
 }
 
-// out[t, r] = sum_g table_t[g * stride + index[r, g]] * scale(r) + bias[r], table_t built per vector by `build`.
+// What follows each sum: a scale per row (or one for all rows) and a bias per row or per (vector, row).
+struct Epilogue {
+  const float* row_scale = nullptr;
+  bool one_scale = false;
+  const float* bias = nullptr;
+  int64_t bias_stride = 0;  // between the bias rows of consecutive vectors; 0 when one bias row serves all
+
+  float operator()(float value, int64_t t, int64_t r) const {
+    if (row_scale) value *= row_scale[one_scale ? 0 : r];
+    return bias ? value + bias[t * bias_stride + r] : value;
+  }
+};
+
+Epilogue make_epilogue(const std::optional<at::Tensor>& row_scale, const std::optional<at::Tensor>& bias, int64_t n,
+                       int64_t rows) {
+  Epilogue epilogue;
+  if (row_scale.has_value()) {
+    epilogue.one_scale = row_scale->numel() == 1;
+    epilogue.row_scale = float_data(row_scale, epilogue.one_scale ? 1 : rows, "row_scale");
+  }
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->stride(-1) == 1 && bias->size(-1) == rows &&
+                    (bias->dim() == 1 || (bias->dim() == 2 && bias->size(0) == n)),
+                "bias must be a float32 (rows,) or (n, rows) tensor with contiguous rows");
+    epilogue.bias = bias->data_ptr<float>();
+    epilogue.bias_stride = bias->dim() == 2 ? bias->stride(0) : 0;
+  }
+  return epilogue;
+}
+
+// out[t, r] = epilogue(sum_g table_t[g * stride + index[r, g]]), one table per vector, built by `build`.
 template <typename Build>
-void lookup_rows(const at::Tensor& x, const at::Tensor& index, int64_t stride, const float* row_scale,
-                 int64_t row_scale_count, const float* bias, at::Tensor& out, Build build) {
-  const int64_t n = x.size(0), rows = index.size(0), count = index.size(1);
+void lookup_rows(const at::Tensor& index, int64_t n, int64_t stride, const Epilogue& epilogue, at::Tensor& out,
+                 Build build) {
+  const int64_t rows = index.size(0), count = index.size(1);
   const uint8_t* indices = index.data_ptr<uint8_t>();
   float* outputs = out.data_ptr<float>();
   std::vector<float> table(count * stride);
   for (int64_t t = 0; t < n; ++t) {
     build(t, table.data());
     const float* tab = table.data();
-    float* y = outputs + t * rows;
-    at::parallel_for(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        float value = sum_lookups(tab, stride, indices + r * count, count);
-        if (row_scale) value *= row_scale[row_scale_count == 1 ? 0 : r];
-        y[r] = bias ? value + bias[r] : value;
-      }
+    at::parallel_for(0, rows, std::max<int64_t>(1, kTaskWork / count), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        outputs[t * rows + r] = epilogue(sum_lookups(tab, stride, indices + r * count, count), t, r);
     });
   }
+}
+
+// V vectors at once, for batches: nibble tables tab[(q * 16 + p) * V + v] = sum over k < 4 of (bit k of p ? +u : -u),
+// u = input v's column 4q + k (scaled). The V sums of a row then share every table index: each lookup adds V
+// contiguous floats, which the compiler vectorizes. 64 floats a column for V = 16, a quarter of byte tables.
+template <int V>
+void sign_rows_batched(const float* x, int64_t x_stride, const float* col_scale, int64_t cols, int64_t t0, int64_t nv,
+                       const at::Tensor& bits, const Epilogue& epilogue, float* table, float* outputs) {
+  const int64_t rows = bits.size(0), width = bits.size(1), quads = 2 * width;
+  for (int64_t q = 0; q < quads; ++q) {
+    float u[4][V];
+    for (int k = 0; k < 4; ++k) {
+      const int64_t j = 4 * q + k;
+      for (int v = 0; v < V; ++v)
+        u[k][v] = v < nv && j < cols ? x[(t0 + v) * x_stride + j] * (col_scale ? col_scale[j] : 1.f) : 0.f;
+    }
+    float* tq = table + q * 16 * V;
+    for (int v = 0; v < V; ++v) tq[v] = -((u[0][v] + u[1][v]) + (u[2][v] + u[3][v]));
+    for (int p = 1; p < 16; ++p) {
+      const float* from = tq + (p & (p - 1)) * V;
+      const float* add = u[__builtin_ctz(p)];
+      for (int v = 0; v < V; ++v) tq[p * V + v] = from[v] + 2.f * add[v];
+    }
+  }
+  const uint8_t* indices = bits.data_ptr<uint8_t>();
+  at::parallel_for(0, rows, std::max<int64_t>(1, kTaskWork / (width * V / 2)), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* b = indices + r * width;
+      float acc[V] = {};
+      const float* tq = table;
+      for (int64_t g = 0; g < width; ++g, tq += 32 * V) {
+        const unsigned byte = b[g];
+        const float* low = tq + (byte & 15) * V;
+        const float* high = tq + 16 * V + (byte >> 4) * V;
+        for (int v = 0; v < V; ++v) acc[v] += low[v] + high[v];
+      }
+      for (int v = 0; v < nv; ++v) outputs[(t0 + v) * rows + r] = epilogue(acc[v], t0 + v, r);
+    }
+  });
 }
 
 void sign_linear(const at::Tensor& x, const at::Tensor& bits, const std::optional<at::Tensor>& col_scale,
                  const std::optional<at::Tensor>& row_scale, const std::optional<at::Tensor>& bias, at::Tensor& out) {
   check_operands(x, bits, out);
-  const int64_t cols = x.size(1), rows = bits.size(0);
+  const int64_t n = x.size(0), cols = x.size(1), rows = bits.size(0);
   TORCH_CHECK(bits.size(1) == (cols + 7) / 8, "bits has ", bits.size(1), " bytes a row, ", cols, " columns need ", (cols + 7) / 8);
   const float* cs = float_data(col_scale, cols, "col_scale");
-  const int64_t rs_count = row_scale.has_value() && row_scale->numel() == 1 ? 1 : rows;
-  const float* rs = float_data(row_scale, rs_count, "row_scale");
-  const float* b = float_data(bias, rows, "bias");
+  const Epilogue epilogue = make_epilogue(row_scale, bias, n, rows);
   const float* inputs = x.data_ptr<float>();
-  lookup_rows(x, bits, kPatterns, rs, rs_count, b, out,
-              [&](int64_t t, float* table) { build_sign_tables(inputs + t * cols, cs, cols, table); });
+  const int64_t x_stride = x.stride(0);
+  if (n == 1) {  // one vector: byte tables, one lookup per 8 columns
+    lookup_rows(bits, 1, kPatterns, epilogue, out,
+                [&](int64_t, float* table) { build_sign_tables(inputs, cs, cols, table); });
+    return;
+  }
+  std::vector<float> table(2 * bits.size(1) * 16 * 16);
+  float* outputs = out.data_ptr<float>();
+  for (int64_t t0 = 0; t0 < n;) {
+    const int64_t left = n - t0;
+    if (left > 8) {
+      sign_rows_batched<16>(inputs, x_stride, cs, cols, t0, std::min<int64_t>(left, 16), bits, epilogue, table.data(), outputs);
+      t0 += 16;
+    } else if (left > 4) {
+      sign_rows_batched<8>(inputs, x_stride, cs, cols, t0, left, bits, epilogue, table.data(), outputs);
+      t0 += 8;
+    } else {
+      sign_rows_batched<4>(inputs, x_stride, cs, cols, t0, left, bits, epilogue, table.data(), outputs);
+      t0 += 4;
+    }
+  }
 }
 
 void pq_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& codebooks,
@@ -132,12 +217,13 @@ void pq_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& c
   const int64_t m = codebooks.size(0), k = codebooks.size(1), d = codebooks.size(2), cols = x.size(1);
   TORCH_CHECK(codes.size(1) == m && m * d == cols, "codes (rows, ", codes.size(1), ") and codebooks (", m, ", ", k, ", ", d,
               ") do not fit ", cols, " input columns");
-  const float* b = float_data(bias, codes.size(0), "bias");
+  const Epilogue epilogue = make_epilogue(std::nullopt, bias, x.size(0), codes.size(0));
   const float* inputs = x.data_ptr<float>();
+  const int64_t x_stride = x.stride(0);
   const float* words = codebooks.data_ptr<float>();
-  lookup_rows(x, codes, k, nullptr, 0, b, out, [&](int64_t t, float* table) {
+  lookup_rows(codes, x.size(0), k, epilogue, out, [&](int64_t t, float* table) {
     for (int64_t s = 0; s < m; ++s)
-      for (int64_t c = 0; c < k; ++c) table[s * k + c] = dot(inputs + t * cols + s * d, words + (s * k + c) * d, d);
+      for (int64_t c = 0; c < k; ++c) table[s * k + c] = dot(inputs + t * x_stride + s * d, words + (s * k + c) * d, d);
   });
 }
 
@@ -150,14 +236,15 @@ void pq_sign_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tens
                   codebook_bits.size(1) == (d + 7) / 8 && codebook_bits.scalar_type() == at::kByte && codebook_bits.is_contiguous(),
               "codebook_bits must be a contiguous (m * K, ceil(d / 8)) uint8 tensor for ", m, " sub-spaces of ", d, " columns");
   const float* scale = float_data(codebook_scale, m * k, "codebook_scale");
-  const float* b = float_data(bias, codes.size(0), "bias");
+  const Epilogue epilogue = make_epilogue(std::nullopt, bias, x.size(0), codes.size(0));
   const float* inputs = x.data_ptr<float>();
+  const int64_t x_stride = x.stride(0);
   const uint8_t* word_bits = codebook_bits.data_ptr<uint8_t>();
   const int64_t width = codebook_bits.size(1);
   std::vector<float> signs(width * kPatterns);
-  lookup_rows(x, codes, k, nullptr, 0, b, out, [&](int64_t t, float* table) {
+  lookup_rows(codes, x.size(0), k, epilogue, out, [&](int64_t t, float* table) {
     for (int64_t s = 0; s < m; ++s) {
-      build_sign_tables(inputs + t * cols + s * d, nullptr, d, signs.data());
+      build_sign_tables(inputs + t * x_stride + s * d, nullptr, d, signs.data());
       for (int64_t c = 0; c < k; ++c) {
         const int64_t word = s * k + c;
         table[word] = scale[word] * sum_lookups(signs.data(), kPatterns, word_bits + word * width, width);

@@ -5,16 +5,17 @@ Every matrix answers `matrix()` (the whole effective matrix), `lookup(ids)` (som
 latent float weights; loaded from a packed checkpoint they hold what the file holds (sign bits, codes, scalars) as
 registered buffers, so `.to()`, `state_dict()` and `get_memory_footprint()` see exactly what is resident.
 
-A packed matrix is either unpacked once into a non-persistent buffer (fast), or, with `keep_packed`, rebuilt at every
-use: whole for the LSTM, only the looked-up rows for the embedding, block by block for the output layer, so no float
-copy of a vocabulary matrix ever exists.
+A packed matrix is either unpacked once into a non-persistent buffer (fast), or, with `keep_packed`, never rebuilt
+whole: the embedding rebuilds only the looked-up rows, and products are computed from the sign bits or codes
+(packed_products.py: the compiled kernel, or pure torch for a few input vectors), or, in pure torch for many input
+vectors, with the matrix rebuilt block by block.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .packed_products import pq_linear, pq_sign_linear, sign_linear
+from .packed_products import kernel_takes, pq_linear, pq_sign_linear, sign_linear
 from .quantizers import (
     binarize,
     mean_abs_scale,
@@ -28,8 +29,8 @@ from .quantizers import (
     unpack_signs,
 )
 
-BLOCK_ROWS = 4096  # rows of a vocabulary matrix rebuilt at once in keep-packed mode
-TABLE_MAX_ROWS = 64  # up to this many input vectors, keep-packed products use table lookups instead of rebuilding
+BLOCK_ELEMENTS = 1 << 19  # weights rebuilt at once (2 MiB of float32) by pure-torch keep-packed products
+TABLE_MAX_ROWS = 64  # up to this many input vectors, pure-torch keep-packed products use tables instead of rebuilding
 
 
 class QuantizedMatrix(nn.Module):
@@ -300,22 +301,22 @@ class PackedMatrix(QuantizedMatrix):
         return getattr(self, "unpacked", None) is None
 
     def packed_linear(self, inputs: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """(n, cols) inputs @ W.T + bias computed from the stored form (packed_products.py), no float matrix."""
+        """(n, cols) inputs @ W.T + bias computed from the stored form (packed_products.py), no float matrix; `bias`
+        is (rows,) or (n, rows)."""
         raise NotImplementedError
 
     def linear(self, inputs, bias):
         if not self.resident_packed:
             return F.linear(inputs, self.unpacked, bias)
         flat = inputs.reshape(-1, self.cols)
-        if flat.shape[0] <= TABLE_MAX_ROWS:
+        if flat.shape[0] <= TABLE_MAX_ROWS or kernel_takes(flat):
             return self.packed_linear(flat, bias).view(*inputs.shape[:-1], self.rows)
-        if self.rows <= BLOCK_ROWS:
-            return F.linear(inputs, self.matrix(), bias)
         outputs = inputs.new_empty(*inputs.shape[:-1], self.rows)
-        for start in range(0, self.rows, BLOCK_ROWS):
-            end = min(start + BLOCK_ROWS, self.rows)
+        block = max(1, BLOCK_ELEMENTS // self.cols)
+        for start in range(0, self.rows, block):
+            end = min(start + block, self.rows)
             outputs[..., start:end] = F.linear(inputs, self.rows_of(slice(start, end)),
-                                               None if bias is None else bias[start:end])
+                                               None if bias is None else bias[..., start:end])
         return outputs
 
 

@@ -52,8 +52,18 @@ def _kernel_for(*tensors: torch.Tensor | None):
     return compiled_kernel()
 
 
+def kernel_takes(*tensors: torch.Tensor | None) -> bool:
+    """Whether the compiled kernel computes products with these operands (else pure torch does, slower)."""
+    return _kernel_for(*tensors) is not None
+
+
 def _contiguous(tensor: torch.Tensor | None) -> torch.Tensor | None:
     return None if tensor is None else tensor.contiguous()
+
+
+def _rows_contiguous(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """The kernel reads matrices row by row: each row must be contiguous, rows may be apart (a slice of a batch)."""
+    return tensor if tensor is None or tensor.stride(-1) == 1 else tensor.contiguous()
 
 
 # ---- the three products -------------------------------------------------------------------------------------------
@@ -63,13 +73,14 @@ def sign_linear(inputs: torch.Tensor, bits: torch.Tensor, cols: int, *, col_scal
                 row_scale: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`((inputs * col_scale) @ sign(W).T) * row_scale + bias` for (n, cols) inputs and W's packed sign bits.
 
-    `col_scale` has one value per input column, `row_scale` one per row or a single one; both optional.
+    `col_scale` has one value per input column, `row_scale` one per row or a single one; both optional. `bias` has
+    one value per row, or one per (input, row): (n, rows).
     """
     kernel = _kernel_for(inputs, col_scale, row_scale, bias)
     if kernel is not None:
         outputs = inputs.new_empty(inputs.shape[0], bits.shape[0])
-        kernel.sign_linear(inputs.contiguous(), bits.contiguous(), _contiguous(col_scale), _contiguous(row_scale),
-                           _contiguous(bias), outputs)
+        kernel.sign_linear(_rows_contiguous(inputs), bits.contiguous(), _contiguous(col_scale),
+                           _contiguous(row_scale), _rows_contiguous(bias), outputs)
         return outputs
     if col_scale is not None:
         inputs = inputs * col_scale.reshape(-1)
@@ -85,7 +96,8 @@ def pq_linear(inputs: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tensor
     kernel = _kernel_for(inputs, codebooks, bias)
     if kernel is not None:
         outputs = inputs.new_empty(inputs.shape[0], codes.shape[0])
-        kernel.pq_linear(inputs.contiguous(), codes.contiguous(), codebooks.contiguous(), _contiguous(bias), outputs)
+        kernel.pq_linear(_rows_contiguous(inputs), codes.contiguous(), codebooks.contiguous(), _rows_contiguous(bias),
+                         outputs)
         return outputs
     outputs = pq_matmul(inputs, codes, codebooks)
     return outputs if bias is None else outputs + bias
@@ -98,8 +110,8 @@ def pq_sign_linear(inputs: torch.Tensor, codes: torch.Tensor, codebook_bits: tor
     kernel = _kernel_for(inputs, codebook_scale, bias)
     if kernel is not None:
         outputs = inputs.new_empty(inputs.shape[0], codes.shape[0])
-        kernel.pq_sign_linear(inputs.contiguous(), codes.contiguous(), codebook_bits.contiguous(),
-                              codebook_scale.contiguous(), codebook_size, _contiguous(bias), outputs)
+        kernel.pq_sign_linear(_rows_contiguous(inputs), codes.contiguous(), codebook_bits.contiguous(),
+                              codebook_scale.contiguous(), codebook_size, _rows_contiguous(bias), outputs)
         return outputs
     subvectors = codes.shape[1]
     width = inputs.shape[1] // subvectors
