@@ -181,8 +181,9 @@ class SoftBinLSTMPreTrainedModel(PreTrainedModel):
         return self.config.checkpoint_format == "packed"
 
     def stored(self, tensor: torch.Tensor, part: str) -> torch.Tensor:
-        """A float a quantized part keeps (bias, beta), rounded as a packed checkpoint stores it."""
-        if self.config.quantized(part):
+        """A float a quantized part keeps (bias, beta), rounded as a packed checkpoint stores it (a packed model
+        loaded it at that precision: nothing to round, and decoding steps are spared four operations a bias)."""
+        if self.config.quantized(part) and not self.is_packed:
             return round_ste(tensor, STORAGE_DTYPES[self.config.float_storage_dtype])
         return tensor
 
@@ -594,7 +595,7 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
                 else:
                     outputs.append(new_h)
                 h, c = new_h, new_c
-            x = torch.stack(outputs, dim=1)
+            x = torch.stack(outputs, dim=1) if length > 1 else outputs[0].unsqueeze(1)
             hs.append(h)
             cs.append(c)
             layer_outputs.append(x)
