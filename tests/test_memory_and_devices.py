@@ -110,7 +110,7 @@ def test_keep_packed_holds_no_float_vocabulary_matrix(saved):
 
 
 PQ_PARTS = {"embedding": "pq", "lstm": "binary", "output": "pq"}
-VARIANTS = {"row": {}, "tensor": dict(scaling="tensor"),
+VARIANTS = {"row": {}, "tensor": dict(scaling="tensor"), "row_col": dict(scaling="row_col", learnable_scale=True),
             "bllm tied": dict(scaling="bllm", tie_word_embeddings=True, embedding_size=24),  # a scale per column
             "pq float16": dict(quantization=PQ_PARTS, pq_subvectors=4, pq_codebook_size=16),
             "pq binary": dict(quantization=PQ_PARTS, pq_subvectors=4, pq_codebook_size=16, pq_codebook_storage="binary")}
@@ -157,11 +157,14 @@ def test_keep_packed_scores_like_unpacked_without_a_float_lstm_or_vocabulary_mat
     for rows, length in ((4, 3), (8, 17)):  # 12 and 136 vectors a product
         ids, mask = padded_batch(rows, length, seed=length)
         with torch.no_grad():
-            expected, actual = unpacked(ids, attention_mask=mask), packed(ids, attention_mask=mask)
+            expected, actual = (model(ids, attention_mask=mask, output_hidden_states=True) for model in (unpacked, packed))
         real = mask.bool()
         assert torch.allclose(actual.logits[real], expected.logits[real], atol=1e-5)
         assert torch.allclose(actual.cache.h, expected.cache.h, atol=1e-5)
         assert torch.allclose(actual.cache.c, expected.cache.c, atol=1e-5)
+        assert len(actual.hidden_states) == len(expected.hidden_states) == 3  # embedding, then each layer
+        for mine, theirs in zip(actual.hidden_states, expected.hidden_states):
+            assert torch.allclose(mine[real], theirs[real], atol=1e-5)
     if product_path == "kernel":
         assert not rebuilt
     else:

@@ -119,23 +119,26 @@ def test_single_steps_run_explicit_gate_products_equal_to_the_fused_kernel(tiny_
     monkeypatch.setattr(modeling_softbin_lstm._VF, "lstm", lambda *args: fused_calls.append(1) or real_lstm(*args))
 
     def step_by_step():
-        state, logits = None, []
+        state, logits, layers = None, [], []
         with torch.no_grad():
             for position in range(ids.shape[1]):
-                output = model(ids[:, position:position + 1], cache=state)
-                state, logits = output.cache, logits + [output.logits]
-        return torch.cat(logits, dim=1), state
+                output = model(ids[:, position:position + 1], cache=state, output_hidden_states=True)
+                state, logits, layers = output.cache, logits + [output.logits], layers + [output.hidden_states]
+        return torch.cat(logits, dim=1), state, [torch.cat(outputs, dim=1) for outputs in zip(*layers)]
 
     with torch.no_grad():
-        whole = model(ids)
-    assert fused_calls == [1]
-    steps, state = step_by_step()
-    assert fused_calls == [1]  # no step went through the fused kernel
+        whole = model(ids, output_hidden_states=True)
+    calls = len(fused_calls)  # the fused kernel, layer by layer to give every layer's output
+    steps, state, layers = step_by_step()
+    assert len(fused_calls) == calls  # no step went through the fused kernel
     assert torch.allclose(steps, whole.logits, atol=1e-5)
     assert torch.allclose(state.h, whole.cache.h, atol=1e-5) and torch.allclose(state.c, whole.cache.c, atol=1e-5)
+    assert len(layers) == len(whole.hidden_states) == 3
+    for mine, theirs in zip(layers, whole.hidden_states):
+        assert torch.allclose(mine, theirs, atol=1e-5)
     model.model.fused_single_steps = True  # the path before explicit steps, for comparisons
-    fused_steps, _ = step_by_step()
-    assert len(fused_calls) == 1 + ids.shape[1]
+    fused_steps, _, _ = step_by_step()
+    assert len(fused_calls) == calls + ids.shape[1] * calls  # each step as many kernel calls as the whole pass
     assert torch.allclose(fused_steps, steps, atol=1e-5)
 
 
