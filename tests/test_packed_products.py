@@ -85,6 +85,14 @@ def test_pq_products_equal_the_decoded_matrix(path, storage, batch, width):
     close(product, torch.nn.functional.linear(inputs, pq_decode(codes, codebooks), bias))
 
 
+def test_a_code_past_the_codebook_gives_nan_never_another_entry(path):
+    codes = torch.tensor([[0, 1], [2, 3], [3, 200]], dtype=torch.uint8)  # 200: past a codebook of 4
+    inputs, codebooks = random(2, 6), random(2, 4, 3, seed=1)
+    outputs = pq_linear(inputs, codes, codebooks)
+    assert outputs[:, 2].isnan().all() and not outputs[:, :2].isnan().any()
+    close(outputs[:, :2], inputs @ pq_decode(codes[:2], codebooks).T)
+
+
 def test_the_torch_path_bounds_its_temporaries(monkeypatch):
     """Rows are gathered block by block: a small block gives the same result as one block for everything."""
     monkeypatch.setattr(packed_products, "_kernel_loaded", True)

@@ -7,7 +7,8 @@
 //
 // pq_linear / pq_sign_linear: y = x @ decode(codes, codebooks).T + bias for product-quantized matrices. A table holds
 // the dot products of each input sub-vector with every codeword of its sub-space (codebooks in float, or as sign bits
-// and one scale per codeword); an output is one table entry per code of its row.
+// and one scale per codeword); an output is one table entry per code of its row. Each sub-space's table has 256
+// entries whatever the codebook size: a code past the codebook (a damaged file) reads NaN, never outside the table.
 //
 // Temporaries: one table per input vector (256 floats per 8 input columns, or m x K floats), never anything of the
 // size of the matrix. Rows are split across PyTorch's intra-op threads. Plain C++ for any CPU: the compiler
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -27,7 +29,7 @@ namespace {
 // Rows are split across threads only in tasks of at least this much work (scalar table lookups, or SIMD additions of
 // a few floats): an OpenMP region costs microseconds, and far more while other processes hold the cores.
 constexpr int64_t kTaskWork = 1 << 16;
-constexpr int64_t kPatterns = 256;  // bit patterns of a byte
+constexpr int64_t kPatterns = 256;  // bit patterns of a byte, and values of a PQ code
 
 // table[g * 256 + b] = sum over k < 8 of (bit k of b ? +v : -v), v = x[8g + k] * scale[8g + k] (0 past cols).
 void build_sign_tables(const float* x, const float* col_scale, int64_t cols, float* table) {
@@ -78,16 +80,21 @@ inline float dot(const float* a, const float* b, int64_t n) {
 
 const float* float_data(const std::optional<at::Tensor>& tensor, int64_t numel, const char* name) {
   if (!tensor.has_value()) return nullptr;
-  TORCH_CHECK(tensor->scalar_type() == at::kFloat && tensor->is_contiguous(), name, " must be a contiguous float32 tensor");
+  TORCH_CHECK(tensor->scalar_type() == at::kFloat && tensor->is_contiguous(), name,
+              " must be a contiguous float32 tensor");
   TORCH_CHECK(tensor->numel() == numel, name, " has ", tensor->numel(), " elements, expected ", numel);
   return tensor->data_ptr<float>();
 }
 
 void check_operands(const at::Tensor& x, const at::Tensor& index, const at::Tensor& out) {
-  TORCH_CHECK(x.device().is_cpu() && index.device().is_cpu() && out.device().is_cpu(), "hf_softbin kernels run on CPU");
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.stride(1) == 1, "x must be a (n, cols) float32 tensor with contiguous rows");
-  TORCH_CHECK(index.dim() == 2 && index.scalar_type() == at::kByte && index.is_contiguous(), "bits/codes must be a contiguous (rows, k) uint8 tensor");
-  TORCH_CHECK(out.scalar_type() == at::kFloat && out.is_contiguous() && out.dim() == 2 && out.size(0) == x.size(0) && out.size(1) == index.size(0),
+  TORCH_CHECK(x.device().is_cpu() && index.device().is_cpu() && out.device().is_cpu(),
+              "hf_softbin kernels run on CPU");
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.stride(1) == 1,
+              "x must be a (n, cols) float32 tensor with contiguous rows");
+  TORCH_CHECK(index.dim() == 2 && index.scalar_type() == at::kByte && index.is_contiguous(),
+              "bits/codes must be a contiguous (rows, k) uint8 tensor");
+  TORCH_CHECK(out.scalar_type() == at::kFloat && out.is_contiguous() && out.dim() == 2 && out.size(0) == x.size(0) &&
+                  out.size(1) == index.size(0),
               "out must be a contiguous (n, rows) float32 tensor");
 }
 
@@ -121,20 +128,20 @@ Epilogue make_epilogue(const std::optional<at::Tensor>& row_scale, const std::op
   return epilogue;
 }
 
-// out[t, r] = epilogue(sum_g table_t[g * stride + index[r, g]]), one table per vector, built by `build`.
+// out[t, r] = epilogue(sum_g table_t[g * 256 + index[r, g]]), one table per vector, built by `build` (entries it
+// leaves alone stay NaN).
 template <typename Build>
-void lookup_rows(const at::Tensor& index, int64_t n, int64_t stride, const Epilogue& epilogue, at::Tensor& out,
-                 Build build) {
+void lookup_rows(const at::Tensor& index, int64_t n, const Epilogue& epilogue, at::Tensor& out, Build build) {
   const int64_t rows = index.size(0), count = index.size(1);
   const uint8_t* indices = index.data_ptr<uint8_t>();
   float* outputs = out.data_ptr<float>();
-  std::vector<float> table(count * stride);
+  std::vector<float> table(count * kPatterns, std::numeric_limits<float>::quiet_NaN());
   for (int64_t t = 0; t < n; ++t) {
     build(t, table.data());
     const float* tab = table.data();
     at::parallel_for(0, rows, std::max<int64_t>(1, kTaskWork / count), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r)
-        outputs[t * rows + r] = epilogue(sum_lookups(tab, stride, indices + r * count, count), t, r);
+        outputs[t * rows + r] = epilogue(sum_lookups(tab, kPatterns, indices + r * count, count), t, r);
     });
   }
 }
@@ -182,28 +189,30 @@ void sign_linear(const at::Tensor& x, const at::Tensor& bits, const std::optiona
                  const std::optional<at::Tensor>& row_scale, const std::optional<at::Tensor>& bias, at::Tensor& out) {
   check_operands(x, bits, out);
   const int64_t n = x.size(0), cols = x.size(1), rows = bits.size(0);
-  TORCH_CHECK(bits.size(1) == (cols + 7) / 8, "bits has ", bits.size(1), " bytes a row, ", cols, " columns need ", (cols + 7) / 8);
+  TORCH_CHECK(bits.size(1) == (cols + 7) / 8, "bits has ", bits.size(1), " bytes a row, ", cols, " columns need ",
+              (cols + 7) / 8);
   const float* cs = float_data(col_scale, cols, "col_scale");
   const Epilogue epilogue = make_epilogue(row_scale, bias, n, rows);
   const float* inputs = x.data_ptr<float>();
   const int64_t x_stride = x.stride(0);
   if (n == 1) {  // one vector: byte tables, one lookup per 8 columns
-    lookup_rows(bits, 1, kPatterns, epilogue, out,
-                [&](int64_t, float* table) { build_sign_tables(inputs, cs, cols, table); });
+    lookup_rows(bits, 1, epilogue, out, [&](int64_t, float* table) { build_sign_tables(inputs, cs, cols, table); });
     return;
   }
-  std::vector<float> table(2 * bits.size(1) * 16 * 16);
+  std::vector<float> buffer(2 * bits.size(1) * 16 * 16);  // nibble tables of up to 16 vectors
+  float* table = buffer.data();
   float* outputs = out.data_ptr<float>();
   for (int64_t t0 = 0; t0 < n;) {
     const int64_t left = n - t0;
     if (left > 8) {
-      sign_rows_batched<16>(inputs, x_stride, cs, cols, t0, std::min<int64_t>(left, 16), bits, epilogue, table.data(), outputs);
+      const int64_t count = std::min<int64_t>(left, 16);
+      sign_rows_batched<16>(inputs, x_stride, cs, cols, t0, count, bits, epilogue, table, outputs);
       t0 += 16;
     } else if (left > 4) {
-      sign_rows_batched<8>(inputs, x_stride, cs, cols, t0, left, bits, epilogue, table.data(), outputs);
+      sign_rows_batched<8>(inputs, x_stride, cs, cols, t0, left, bits, epilogue, table, outputs);
       t0 += 8;
     } else {
-      sign_rows_batched<4>(inputs, x_stride, cs, cols, t0, left, bits, epilogue, table.data(), outputs);
+      sign_rows_batched<4>(inputs, x_stride, cs, cols, t0, left, bits, epilogue, table, outputs);
       t0 += 4;
     }
   }
@@ -215,15 +224,16 @@ void pq_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& c
   TORCH_CHECK(codebooks.dim() == 3 && codebooks.scalar_type() == at::kFloat && codebooks.is_contiguous(),
               "codebooks must be a contiguous (m, K, d) float32 tensor");
   const int64_t m = codebooks.size(0), k = codebooks.size(1), d = codebooks.size(2), cols = x.size(1);
-  TORCH_CHECK(codes.size(1) == m && m * d == cols, "codes (rows, ", codes.size(1), ") and codebooks (", m, ", ", k, ", ", d,
-              ") do not fit ", cols, " input columns");
+  TORCH_CHECK(codes.size(1) == m && m * d == cols && k <= kPatterns, "codes (rows, ", codes.size(1),
+              ") and codebooks (", m, ", ", k, ", ", d, ") do not fit ", cols, " input columns");
   const Epilogue epilogue = make_epilogue(std::nullopt, bias, x.size(0), codes.size(0));
   const float* inputs = x.data_ptr<float>();
   const int64_t x_stride = x.stride(0);
   const float* words = codebooks.data_ptr<float>();
-  lookup_rows(codes, x.size(0), k, epilogue, out, [&](int64_t t, float* table) {
+  lookup_rows(codes, x.size(0), epilogue, out, [&](int64_t t, float* table) {
     for (int64_t s = 0; s < m; ++s)
-      for (int64_t c = 0; c < k; ++c) table[s * k + c] = dot(inputs + t * x_stride + s * d, words + (s * k + c) * d, d);
+      for (int64_t c = 0; c < k; ++c)
+        table[s * kPatterns + c] = dot(inputs + t * x_stride + s * d, words + (s * k + c) * d, d);
   });
 }
 
@@ -232,9 +242,11 @@ void pq_sign_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tens
                     at::Tensor& out) {
   check_operands(x, codes, out);
   const int64_t m = codes.size(1), k = codebook_size, cols = x.size(1), d = cols / m;
-  TORCH_CHECK(d * m == cols && codebook_bits.dim() == 2 && codebook_bits.size(0) == m * k &&
-                  codebook_bits.size(1) == (d + 7) / 8 && codebook_bits.scalar_type() == at::kByte && codebook_bits.is_contiguous(),
-              "codebook_bits must be a contiguous (m * K, ceil(d / 8)) uint8 tensor for ", m, " sub-spaces of ", d, " columns");
+  TORCH_CHECK(d * m == cols && k <= kPatterns && codebook_bits.dim() == 2 && codebook_bits.size(0) == m * k &&
+                  codebook_bits.size(1) == (d + 7) / 8 && codebook_bits.scalar_type() == at::kByte &&
+                  codebook_bits.is_contiguous(),
+              "codebook_bits must be a contiguous (m * K, ceil(d / 8)) uint8 tensor for ", m, " sub-spaces of ", d,
+              " columns, K <= 256");
   const float* scale = float_data(codebook_scale, m * k, "codebook_scale");
   const Epilogue epilogue = make_epilogue(std::nullopt, bias, x.size(0), codes.size(0));
   const float* inputs = x.data_ptr<float>();
@@ -242,12 +254,12 @@ void pq_sign_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tens
   const uint8_t* word_bits = codebook_bits.data_ptr<uint8_t>();
   const int64_t width = codebook_bits.size(1);
   std::vector<float> signs(width * kPatterns);
-  lookup_rows(codes, x.size(0), k, epilogue, out, [&](int64_t t, float* table) {
+  lookup_rows(codes, x.size(0), epilogue, out, [&](int64_t t, float* table) {
     for (int64_t s = 0; s < m; ++s) {
       build_sign_tables(inputs + t * x_stride + s * d, nullptr, d, signs.data());
       for (int64_t c = 0; c < k; ++c) {
         const int64_t word = s * k + c;
-        table[word] = scale[word] * sum_lookups(signs.data(), kPatterns, word_bits + word * width, width);
+        table[s * kPatterns + c] = scale[word] * sum_lookups(signs.data(), kPatterns, word_bits + word * width, width);
       }
     }
   });
@@ -256,7 +268,8 @@ void pq_sign_linear(const at::Tensor& x, const at::Tensor& codes, const at::Tens
 }  // namespace
 
 TORCH_LIBRARY(hf_softbin, m) {
-  m.def("sign_linear(Tensor x, Tensor bits, Tensor? col_scale, Tensor? row_scale, Tensor? bias, Tensor(a!) out) -> ()");
+  m.def("sign_linear(Tensor x, Tensor bits, Tensor? col_scale, Tensor? row_scale, Tensor? bias, Tensor(a!) out) "
+        "-> ()");
   m.def("pq_linear(Tensor x, Tensor codes, Tensor codebooks, Tensor? bias, Tensor(a!) out) -> ()");
   m.def("pq_sign_linear(Tensor x, Tensor codes, Tensor codebook_bits, Tensor codebook_scale, int codebook_size, "
         "Tensor? bias, Tensor(a!) out) -> ()");

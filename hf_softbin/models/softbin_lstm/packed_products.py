@@ -119,7 +119,7 @@ def pq_sign_linear(inputs: torch.Tensor, codes: torch.Tensor, codebook_bits: tor
     tables = torch.stack([  # (n, m, K): each sub-vector against the signed codewords of its sub-space
         signs_matmul(parts[:, s], codebook_bits[s * codebook_size:(s + 1) * codebook_size], width)
         for s in range(subvectors)], dim=1) * codebook_scale.reshape(1, subvectors, codebook_size)
-    outputs = _sum_tables(tables, codes)
+    outputs = _sum_code_tables(tables, codes)
     return outputs if bias is None else outputs + bias
 
 
@@ -165,4 +165,10 @@ def pq_matmul(inputs: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tensor
     """`inputs @ pq_decode(codes, codebooks).T` without decoding, in pure torch: a table of each input sub-vector's
     dot products with every codeword of its sub-space, then one table entry per code."""
     tables = torch.einsum("mnd,mkd->nmk", split_subspaces(inputs, codebooks.shape[0]), codebooks)
-    return _sum_tables(tables, codes)
+    return _sum_code_tables(tables, codes)
+
+
+def _sum_code_tables(tables: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """`_sum_tables` for PQ codes: each sub-space's table padded to 256 entries with NaN, so that a code past the
+    codebook (a damaged file) gives NaN, as in the kernel, instead of another sub-space's entry."""
+    return _sum_tables(F.pad(tables, (0, 256 - tables.shape[-1]), value=float("nan")), codes)
