@@ -93,9 +93,9 @@ def render_memory(results: dict) -> list[str]:
         for row, speed in scoring["tokens_per_second"].items():
             held = entry["memory"].get(row, {})
             difference = scoring["relative_difference_from_the_reference"].get(row)
+            weights, added = (held[key] / 2**20 if key in held else None for key in ("footprint_bytes", "rss_added_bytes"))
             lines.append(f"| {row} | {speed:.0f} | {_f(difference, '.1e', 'reference' if row == 'packed-unpacked' else '-')}"
-                         f" | {_f(held.get('footprint_bytes', None) and held['footprint_bytes'] / 2**20, '.2f')} MiB | "
-                         f"{_f(held.get('rss_added_bytes', None) and held['rss_added_bytes'] / 2**20, '.1f')} MiB |")
+                         f" | {_f(weights, '.2f')} MiB | {_f(added, '.1f')} MiB |")
         lines += ["", "| target (issue 21) | measured | bound | met |", "|---|---|---|---|"]
         for target in entry["targets"]:
             spec = ".1e" if target["bound"] < 1e-3 else ".2f"

@@ -157,7 +157,8 @@ def test_keep_packed_scores_like_unpacked_without_a_float_lstm_or_vocabulary_mat
     for rows, length in ((4, 3), (8, 17)):  # 12 and 136 vectors a product
         ids, mask = padded_batch(rows, length, seed=length)
         with torch.no_grad():
-            expected, actual = (model(ids, attention_mask=mask, output_hidden_states=True) for model in (unpacked, packed))
+            expected, actual = (model(ids, attention_mask=mask, output_hidden_states=True)
+                                for model in (unpacked, packed))
         real = mask.bool()
         assert torch.allclose(actual.logits[real], expected.logits[real], atol=1e-5)
         assert torch.allclose(actual.cache.h, expected.cache.h, atol=1e-5)

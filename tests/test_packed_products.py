@@ -60,7 +60,8 @@ def test_products_take_non_contiguous_inputs(path):
     bits = pack_signs(weight)
     inputs = wide[:, ::2]  # a strided view, as a beam search's reordered state can be
     assert not inputs.is_contiguous()
-    close(sign_linear(inputs, bits, 16, row_scale=torch.full((29, 1), 0.5)), 0.5 * inputs @ unpack_signs(bits, 16, torch.float32).T)
+    expected = 0.5 * inputs @ unpack_signs(bits, 16, torch.float32).T
+    close(sign_linear(inputs, bits, 16, row_scale=torch.full((29, 1), 0.5)), expected)
     codebooks, codes = random(4, 8, 4, seed=2), torch.randint(0, 8, (29, 4), generator=torch.Generator().manual_seed(3))
     codes = codes.to(torch.uint8)
     close(pq_linear(inputs, codes, codebooks), inputs @ pq_decode(codes, codebooks).T)

@@ -8,9 +8,10 @@ C++ stays a decision of the installed package.
 
 The first keep-packed product in a process builds the kernel with `torch.utils.cpp_extension` (the system C++
 compiler and ninja; about half a minute) into a per-user cache, where PyTorch keeps its JIT extensions
-(`$TORCH_EXTENSIONS_DIR`, by default ~/.cache/torch_extensions), in a folder named by the torch version, machine and source;
-later processes load it from there. Without a compiler, or when the build fails, one log line says so and the
-pure-torch products are used.
+(`$TORCH_EXTENSIONS_DIR`, by default ~/.cache/torch_extensions), in a folder named by the torch version, Python,
+machine and source; later processes load it from there. Flags: -O3 and OpenMP only, no instruction-set flags, so a
+cache shared by machines of one architecture stays valid. Without a compiler, or when the build fails, one log line
+says so and the pure-torch products are used.
 """
 
 import hashlib
@@ -35,7 +36,8 @@ def build_directory() -> str:
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "torch_extensions")
     with open(SOURCE, "rb") as handle:
         source = hashlib.sha256(handle.read()).hexdigest()[:12]
-    version = f"torch{torch.__version__}-py{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}-{source}"
+    python = f"py{sys.version_info.major}{sys.version_info.minor}"
+    version = f"torch{torch.__version__}-{python}-{platform.machine()}-{source}"
     return os.path.join(root, "hf_softbin", version.replace("+", "_"))
 
 

@@ -2,9 +2,9 @@
 
 Each weight matrix is a module of `matrices.py`, chosen per part by `config.quantization`; the recurrence runs in
 PyTorch's fused LSTM kernel on the effective matrices, except for one-token decoding steps (explicit gate products)
-and keep-packed models (products from the sign bits, step by step). `save_pretrained` writes the packed checkpoint of a quantized
-model (sign bits, codes, scalars) or, with `packed=False`, the float master weights; `from_pretrained` reads either
-and gives identical logits. The file format lives in `checkpoint.py`.
+and keep-packed models (products from the sign bits, step by step). `save_pretrained` writes the packed checkpoint of
+a quantized model (sign bits, codes, scalars) or, with `packed=False`, the float master weights; `from_pretrained`
+reads either and gives identical logits. The file format lives in `checkpoint.py`.
 
 This file imports only its siblings (relatively), so saved checkpoints carry it as remote code.
 """
@@ -559,7 +559,8 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
             outputs.append(x)
         return x, torch.cat(hs), torch.cat(cs), tuple(outputs)
 
-    def lstm_step(self, inputs: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState, tuple[torch.Tensor, ...]]:
+    def lstm_step(self, inputs: torch.Tensor,
+                  state: LSTMState) -> tuple[torch.Tensor, LSTMState, tuple[torch.Tensor, ...]]:
         """One time step of (batch, 1, features), layer by layer: `torch.lstm_cell` multiplies the stacked gates'
         matrices (F.linear) and applies the cell in one call, where the fused kernel re-lays out every weight."""
         x, hs, cs = inputs[:, 0], [], []

@@ -47,7 +47,8 @@ def _kernel_for(*tensors: torch.Tensor | None):
     for tensor in tensors:
         if tensor is None or not tensor.is_floating_point():
             continue
-        if tensor.dtype != torch.float32 or tensor.device.type != "cpu" or (tensor.requires_grad and torch.is_grad_enabled()):
+        wants_gradient = tensor.requires_grad and torch.is_grad_enabled()
+        if tensor.dtype != torch.float32 or tensor.device.type != "cpu" or wants_gradient:
             return None
     return compiled_kernel()
 
@@ -143,7 +144,8 @@ def _sum_tables(tables: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     flat = tables.reshape(n, groups * size).T
     offsets = offsets.int()
     for start in range(0, rows, block):
-        outputs[:, start:start + block] = F.embedding_bag(indices[start:start + block].int() + offsets, flat, mode="sum").T
+        bags = indices[start:start + block].int() + offsets
+        outputs[:, start:start + block] = F.embedding_bag(bags, flat, mode="sum").T
     return outputs
 
 
