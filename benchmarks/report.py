@@ -66,25 +66,42 @@ def _machine_line(results: dict, key: str) -> str:
 
 def render_memory(results: dict) -> list[str]:
     memory = results["memory"]
-    lines = ["## Memory: packed models resident in 1 bit", "", f"Command: `{memory['command']}`. "
+    lines = ["## Decoding and memory: packed models resident in 1 bit", "", f"Command: `{memory['command']}`. "
              + _machine_line(results, "memory"), "",
-             "Resident weight bytes (`get_memory_footprint()`: every parameter and buffer) and the resident set a "
-             "loaded model adds to a process that has already imported torch, transformers and hf_softbin, after "
-             f"one forward pass over every word (fresh processes, median of {memory['rounds']}). Random weights: "
-             "memory does not depend on their values.", "",
-             "| shape | mode | resident weights | of float32 | RSS added by loading |", "|---|---|---|---|---|"]
+             "Random weights (speed and memory do not depend on their values). Speeds side by side in one process, "
+             f"alternating rounds, best of {memory['rounds']}: single-stream greedy `generate()` (tokens/s), the bare "
+             "forward loop it runs (tokens/s; the difference is generate's own cost a step), the `score_word` state "
+             "API (words/s); *fused step* rows run one-token steps through the fused LSTM kernel (the path before "
+             "explicit gate products). Memory in fresh processes, imports and code paths warmed on a tiny model first, "
+             f"median of {memory['rounds']}: the resident set a model adds by loading and 50 greedy decoding steps.",
+             ""]
     for shape, entry in memory["shapes"].items():
-        for mode, row in entry["modes"].items():
-            lines.append(f"| {shape} | {mode} | {row['footprint_bytes']:,} B | "
-                         f"{row['footprint_fraction_of_float32']:.3f} (1/{1 / row['footprint_fraction_of_float32']:.1f}) | "
-                         f"{row['rss_added_bytes'] / 2**20:.1f} MiB |")
-    lines += ["", "Speed of packed-resident relative to packed-unpacked, side by side in one process (alternating "
-              "rounds, best round each): batched scoring of wt2-mini validation sentences (batches of 64) and "
-              "single-stream greedy generation of 100 tokens.", "",
-              "| shape | batched scoring | single-stream generation |", "|---|---|---|"]
-    for shape, entry in memory["shapes"].items():
-        speed = entry["speed"]
-        lines.append(f"| {shape} | {speed['batched_scoring_ratio']:.2f}x | {speed['generation_ratio']:.2f}x |")
+        decoding, scoring = entry["decoding"], entry["batched_scoring"]
+        lines += [f"### {shape}", "", "| path | generate tok/s | forward tok/s | generate's own ms/step | "
+                  "score_word words/s | relative difference | same greedy tokens |", "|---|---|---|---|---|---|---|"]
+        for row, values in decoding["rows"].items():
+            difference = decoding["relative_difference_from_the_reference"].get(row)
+            same = decoding["same_greedy_tokens_as_the_reference"].get(row)
+            lines.append(f"| {row} | {values['generate_tokens_per_second']:.0f} | "
+                         f"{values['forward_tokens_per_second']:.0f} | {values['generate_own_ms_per_step']:.2f} | "
+                         f"{values['score_word_words_per_second']:.0f} | {_f(difference, '.1e', 'reference')} | "
+                         f"{'-' if same is None else ('yes' if same else 'no')} |")
+        lines += ["", f"Batched scoring of {scoring['sentences']} wt2-mini validation lines ({scoring['tokens']:,} "
+                  "tokens, batches of 64) and memory:", "",
+                  "| model | scoring tok/s | relative difference | resident weights | RSS added after 50 steps |",
+                  "|---|---|---|---|---|"]
+        for row, speed in scoring["tokens_per_second"].items():
+            held = entry["memory"].get(row, {})
+            difference = scoring["relative_difference_from_the_reference"].get(row)
+            weights, added = (held[key] / 2**20 if key in held else None for key in ("footprint_bytes", "rss_added_bytes"))
+            lines.append(f"| {row} | {speed:.0f} | {_f(difference, '.1e', 'reference' if row == 'packed-unpacked' else '-')}"
+                         f" | {_f(weights, '.2f')} MiB | {_f(added, '.1f')} MiB |")
+        lines += ["", "| target (issue 21) | measured | bound | met |", "|---|---|---|---|"]
+        for target in entry["targets"]:
+            spec = ".1e" if target["bound"] < 1e-3 else ".2f"
+            lines.append(f"| {target['what']} | {target['value']:{spec}} | {target['relation']} "
+                         f"{target['bound']:{spec}} | {'yes' if target['met'] else '**no**'} |")
+        lines.append("")
     return lines
 
 

@@ -2,9 +2,11 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
+from . import kernels
 from .models import softbin_lstm
 from .models.softbin_lstm import *  # noqa: F403  (the model, its config, quantizers and pipeline)
 from .models.softbin_lstm import SoftBinLSTMConfig, SoftBinLSTMForCausalLM, SoftBinLSTMModel, register_pipeline
+from .models.softbin_lstm.packed_products import use_compiled_kernel
 from .tokenization import WordTokenizer
 from .training.hooks import register_latent_clipping
 
@@ -16,5 +18,6 @@ AutoModelForCausalLM.register(SoftBinLSTMConfig, SoftBinLSTMForCausalLM, exist_o
 AutoTokenizer.register(SoftBinLSTMConfig, tokenizer_class=WordTokenizer, exist_ok=True)
 
 register_pipeline()  # pipeline("text-scoring", model=...)
+use_compiled_kernel(kernels.load)  # keep-packed products: built at the first one
 
 __all__ = [*softbin_lstm.__all__, "register_latent_clipping"]

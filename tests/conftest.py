@@ -107,9 +107,33 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def packed_kernel():
+    """The compiled kernel for keep-packed products, built here when a compiler is present (a failed build fails)."""
+    from hf_softbin import kernels
+
+    problem = kernels.build_problem()
+    if problem:
+        pytest.skip(f"the kernel for keep-packed products cannot be built on this machine: {problem}")
+    ops = kernels.load()
+    assert ops is not None, "a compiler and ninja are present but the kernel did not build: see the log above"
+    return ops
+
+
+@pytest.fixture(params=["kernel", "torch"])
+def product_path(request, monkeypatch):
+    """Run a test with keep-packed products from the compiled kernel, then again with the pure-torch ones."""
+    from hf_softbin.models.softbin_lstm import packed_products
+
+    ops = request.getfixturevalue("packed_kernel") if request.param == "kernel" else None
+    monkeypatch.setattr(packed_products, "_kernel_loaded", True)
+    monkeypatch.setattr(packed_products, "_kernel", ops)
+    return request.param
+
+
 # The files a saved checkpoint carries as remote code.
 REMOTE_CODE_FILES = ("configuration_softbin_lstm.py", "modeling_softbin_lstm.py", "matrices.py", "quantizers.py",
-                     "checkpoint.py", "resizing.py", "pipeline_text_scoring.py")
+                     "packed_products.py", "checkpoint.py", "resizing.py", "pipeline_text_scoring.py")
 
 # Python source that makes `import hf_softbin` fail, for the remote-code tests' subprocesses.
 BLOCK_HF_SOFTBIN = """

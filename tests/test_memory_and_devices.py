@@ -112,38 +112,81 @@ def test_memory_footprint_counts_what_is_held(saved):
     assert packed.get_memory_footprint() * 8 < floats  # at this tiny width the scalars and biases weigh a lot
 
 
-def test_keep_packed_scores_like_unpacked_and_never_holds_a_float_vocabulary_matrix(saved, monkeypatch):
-    monkeypatch.setattr(matrices, "BLOCK_ROWS", 64)  # several output blocks even at this vocabulary size
+def test_keep_packed_holds_no_float_vocabulary_matrix(saved):
     _, directory = saved
-    unpacked = AutoModelForCausalLM.from_pretrained(directory)
     packed = AutoModelForCausalLM.from_pretrained(directory, keep_packed=True)
     for name, tensor in list(packed.named_buffers()) + list(packed.named_parameters()):
         if tensor.is_floating_point():
             assert tensor.dim() < 2 or tensor.shape[-1] == 1 or tensor.shape[0] < VOCAB, name
 
-    generator = torch.Generator().manual_seed(1)
-    few = torch.randint(0, VOCAB, (2, 5), generator=generator)  # 10 vectors: products by table lookups
-    many = torch.randint(0, VOCAB, (8, 17), generator=generator)  # 136 vectors: matrices rebuilt block by block
-    expected = {"few": logits(unpacked, few), "many": logits(unpacked, many)}
-    seen = []
-    real_linear = torch.nn.functional.linear
 
-    def record(inputs, weight, bias=None):
-        seen.append(weight.shape[0])
-        return real_linear(inputs, weight, bias)
-
-    monkeypatch.setattr(matrices.F, "linear", record)
-    assert torch.allclose(logits(packed, few), expected["few"], atol=1e-5)
-    assert not seen  # no matrix was rebuilt at all
-    assert torch.allclose(logits(packed, many), expected["many"], atol=1e-5)
-    assert seen and max(seen) <= 64  # the output layer was computed block by block
+PQ_PARTS = {"embedding": "pq", "lstm": "binary", "output": "pq"}
+VARIANTS = {"row": {}, "tensor": dict(scaling="tensor"), "row_col": dict(scaling="row_col", learnable_scale=True),
+            "bllm tied": dict(scaling="bllm", tie_word_embeddings=True, embedding_size=24),  # a scale per column
+            "pq float16": dict(quantization=PQ_PARTS, pq_subvectors=4, pq_codebook_size=16),
+            "pq binary": dict(quantization=PQ_PARTS, pq_subvectors=4, pq_codebook_size=16, pq_codebook_storage="binary")}
 
 
-def test_keep_packed_single_steps_follow_the_fused_kernel(saved):
-    _, directory = saved
-    unpacked = AutoModelForCausalLM.from_pretrained(directory)
-    packed = AutoModelForCausalLM.from_pretrained(directory, keep_packed=True)
-    ids = torch.tensor([[1, 5, 9, 13, 2, 7]])
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request, tmp_path_factory):
+    """A packed checkpoint of each stored form, loaded unpacked and keep-packed."""
+    torch.manual_seed(0)
+    values = dict(vocab_size=VOCAB, embedding_size=16, hidden_size=24, num_hidden_layers=2, dropout=0.0)
+    model = train_a_little(SoftBinLSTMForCausalLM(SoftBinLSTMConfig(**{**values, **VARIANTS[request.param]})))
+    directory = tmp_path_factory.mktemp("variant")
+    model.save_pretrained(directory)
+    return (AutoModelForCausalLM.from_pretrained(directory),
+            AutoModelForCausalLM.from_pretrained(directory, keep_packed=True))
+
+
+def padded_batch(rows: int, length: int, seed: int):
+    """Random ids and a mask with padding on the right, on the left, in the middle, and a row of padding only."""
+    ids = torch.randint(0, VOCAB, (rows, length), generator=torch.Generator().manual_seed(seed))
+    mask = torch.ones(rows, length, dtype=torch.long)
+    mask[0, length // 2:] = 0
+    mask[1, :length // 3] = 0
+    mask[2, length // 3:length // 2] = 0
+    mask[3] = 0
+    return ids, mask
+
+
+def test_keep_packed_scores_like_unpacked_without_a_float_lstm_or_vocabulary_matrix(variant, product_path, monkeypatch):
+    """Batches of a few and of many vectors, padded anywhere: logits and state equal the unpacked model's. The kernel
+    rebuilds no matrix at all; pure torch rebuilds, for many vectors, blocks of at most 16 x 24 weights here (less
+    than an LSTM gate of the second layer), never a whole matrix."""
+    unpacked, packed = variant
+    monkeypatch.setattr(matrices, "BLOCK_ELEMENTS", 16 * 24)
+    rebuilt = []
+    real_rows_of = {cls: cls.rows_of for cls in (matrices.PackedBinaryMatrix, matrices.PackedPQMatrix)}
+    for cls, rows_of in real_rows_of.items():
+        def record(self, index, rows_of=rows_of):
+            if isinstance(index, slice):
+                rebuilt.append((self, len(range(*index.indices(self.rows))) * self.cols))
+            return rows_of(self, index)
+        monkeypatch.setattr(cls, "rows_of", record)
+    lstm = {matrix for layer in packed.model.lstm for matrix in (layer.weight_ih, layer.weight_hh)}
+    for rows, length in ((4, 3), (8, 17)):  # 12 and 136 vectors a product
+        ids, mask = padded_batch(rows, length, seed=length)
+        with torch.no_grad():
+            expected, actual = (model(ids, attention_mask=mask, output_hidden_states=True)
+                                for model in (unpacked, packed))
+        real = mask.bool()
+        assert torch.allclose(actual.logits[real], expected.logits[real], atol=1e-5)
+        assert torch.allclose(actual.cache.h, expected.cache.h, atol=1e-5)
+        assert torch.allclose(actual.cache.c, expected.cache.c, atol=1e-5)
+        assert len(actual.hidden_states) == len(expected.hidden_states) == 3  # embedding, then each layer
+        for mine, theirs in zip(actual.hidden_states, expected.hidden_states):
+            assert torch.allclose(mine[real], theirs[real], atol=1e-5)
+    if product_path == "kernel":
+        assert not rebuilt
+    else:
+        assert rebuilt and max(size for _, size in rebuilt) <= 16 * 24
+        assert not [size for matrix, size in rebuilt if matrix in lstm and size >= matrix.rows * matrix.cols]
+
+
+def test_keep_packed_single_steps_follow_the_fused_kernel(variant, product_path):
+    unpacked, packed = variant
+    ids = torch.tensor([[1, 5, 9, 13, 2, 7], [4, 4, 8, 120, 3, 1]])
     with torch.no_grad():
         whole = unpacked(ids)
         state, steps = None, []
@@ -155,12 +198,15 @@ def test_keep_packed_single_steps_follow_the_fused_kernel(saved):
     assert torch.allclose(state.c, whole.cache.c, atol=1e-5)
 
 
-def test_keep_packed_generation_matches_unpacked(saved):
-    _, directory = saved
-    prompt = torch.tensor([[1, 5, 9]])
-    unpacked = AutoModelForCausalLM.from_pretrained(directory).generate(prompt, max_new_tokens=6, do_sample=False)
-    packed = AutoModelForCausalLM.from_pretrained(directory, keep_packed=True)
-    assert torch.equal(packed.generate(prompt, max_new_tokens=6, do_sample=False), unpacked)
+def test_keep_packed_generation_matches_unpacked(variant, product_path):
+    """Greedy, beam search and a padded batch of prompts (batch > 1 one token at a time)."""
+    unpacked, packed = variant
+    prompt, batch = torch.tensor([[1, 5, 9]]), torch.tensor([[2, 2, 1, 5], [1, 7, 9, 11]])
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    for inputs, kwargs in ((prompt, {}), (prompt, dict(num_beams=4, num_return_sequences=2)),
+                           (batch, dict(attention_mask=mask, pad_token_id=2))):
+        expected = unpacked.generate(inputs, max_new_tokens=6, do_sample=False, **kwargs)
+        assert torch.equal(packed.generate(inputs, max_new_tokens=6, do_sample=False, **kwargs), expected), kwargs
     assert packed.config.keep_packed
 
 

@@ -3,6 +3,9 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from hf_softbin import LSTMState, SoftBinLSTMConfig, SoftBinLSTMForCausalLM, SoftBinLSTMModel
+from hf_softbin.models.softbin_lstm import modeling_softbin_lstm
+
+from conftest import train_a_little
 
 
 def test_default_config_is_fully_binarized_with_row_scaling_and_teacher_has_same_shape():
@@ -102,6 +105,41 @@ def test_carried_state_equals_one_pass(tiny_config):
         first = model(ids[:, :5])
         second = model(ids[:, 5:], cache=first.cache)
     assert torch.allclose(torch.cat([first.logits, second.logits], dim=1), whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["float", "binary master", "packed, unpacked"])
+def test_single_steps_run_explicit_gate_products_equal_to_the_fused_kernel(tiny_config, tmp_path, monkeypatch, kind):
+    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(binarize=kind != "float")))
+    if kind == "packed, unpacked":
+        model.save_pretrained(tmp_path)
+        model = SoftBinLSTMForCausalLM.from_pretrained(tmp_path)
+    ids = torch.randint(0, 40, (3, 6), generator=torch.Generator().manual_seed(0))
+    fused_calls = []
+    real_lstm = modeling_softbin_lstm._VF.lstm
+    monkeypatch.setattr(modeling_softbin_lstm._VF, "lstm", lambda *args: fused_calls.append(1) or real_lstm(*args))
+
+    def step_by_step():
+        state, logits, layers = None, [], []
+        with torch.no_grad():
+            for position in range(ids.shape[1]):
+                output = model(ids[:, position:position + 1], cache=state, output_hidden_states=True)
+                state, logits, layers = output.cache, logits + [output.logits], layers + [output.hidden_states]
+        return torch.cat(logits, dim=1), state, [torch.cat(outputs, dim=1) for outputs in zip(*layers)]
+
+    with torch.no_grad():
+        whole = model(ids, output_hidden_states=True)
+    calls = len(fused_calls)  # the fused kernel, layer by layer to give every layer's output
+    steps, state, layers = step_by_step()
+    assert len(fused_calls) == calls  # no step went through the fused kernel
+    assert torch.allclose(steps, whole.logits, atol=1e-5)
+    assert torch.allclose(state.h, whole.cache.h, atol=1e-5) and torch.allclose(state.c, whole.cache.c, atol=1e-5)
+    assert len(layers) == len(whole.hidden_states) == 3
+    for mine, theirs in zip(layers, whole.hidden_states):
+        assert torch.allclose(mine, theirs, atol=1e-5)
+    model.model.fused_single_steps = True  # the path before explicit steps, for comparisons
+    fused_steps, _, _ = step_by_step()
+    assert len(fused_calls) == calls + ids.shape[1] * calls  # each step as many kernel calls as the whole pass
+    assert torch.allclose(fused_steps, steps, atol=1e-5)
 
 
 def test_padding_on_either_side_does_not_change_the_scores(tiny_config):

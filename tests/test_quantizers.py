@@ -10,10 +10,8 @@ from hf_softbin.models.softbin_lstm.quantizers import (
     pack_signs,
     pq_assign,
     pq_decode,
-    pq_matmul,
     pq_train,
     round_ste,
-    signs_matmul,
     unpack_signs,
 )
 
@@ -104,30 +102,6 @@ def test_sign_bits_round_trip_row_by_row_least_significant_bit_first():
     assert bits.dtype == torch.uint8 and bits.shape == (5, 2)
     assert torch.equal(unpack_signs(bits, 13, torch.float32), torch.where(weight >= 0, 1.0, -1.0))
     assert bits[1, 0].item() == sum(1 << bit for bit in range(8) if weight[1, bit] >= 0)
-
-
-@pytest.mark.parametrize("rows", [1, 3, 70])
-def test_products_by_table_lookup_equal_the_unpacked_matrix(rows):
-    generator = torch.Generator().manual_seed(3)
-    weight = torch.randn(41, 13, generator=generator)
-    inputs = torch.randn(rows, 13, generator=generator)
-    bits = pack_signs(weight)
-    assert torch.allclose(signs_matmul(inputs, bits, 13), inputs @ unpack_signs(bits, 13, torch.float32).T, atol=1e-5)
-    codebooks = torch.randn(3, 8, 4, generator=generator)
-    codes = torch.randint(0, 8, (41, 3), generator=generator).to(torch.uint8)
-    assert torch.allclose(pq_matmul(inputs[:, :12], codes, codebooks), inputs[:, :12] @ pq_decode(codes, codebooks).T,
-                          atol=1e-5)
-
-
-@pytest.mark.parametrize("cols", [13, 16])
-def test_table_products_take_strided_inputs(cols):
-    """A table product's output is a transposed view; the next product (the following LSTM layer) takes it as is."""
-    generator = torch.Generator().manual_seed(4)
-    bits = pack_signs(torch.randn(24, cols, generator=generator))
-    strided = torch.randn(cols, 4, generator=generator).T  # (4, cols), not contiguous
-    assert not strided.is_contiguous()
-    expected = strided.contiguous() @ unpack_signs(bits, cols, torch.float32).T
-    assert torch.allclose(signs_matmul(strided, bits, cols), expected, atol=1e-5)
 
 
 def test_clipping_bounds_only_latent_binary_weights(tiny_config):

@@ -5,15 +5,17 @@ Every matrix answers `matrix()` (the whole effective matrix), `lookup(ids)` (som
 latent float weights; loaded from a packed checkpoint they hold what the file holds (sign bits, codes, scalars) as
 registered buffers, so `.to()`, `state_dict()` and `get_memory_footprint()` see exactly what is resident.
 
-A packed matrix is either unpacked once into a non-persistent buffer (fast), or, with `keep_packed`, rebuilt at every
-use: whole for the LSTM, only the looked-up rows for the embedding, block by block for the output layer, so no float
-copy of a vocabulary matrix ever exists.
+A packed matrix is either unpacked once into a non-persistent buffer (fast), or, with `keep_packed`, never rebuilt
+whole: the embedding rebuilds only the looked-up rows, and products are computed from the sign bits or codes
+(packed_products.py: the compiled kernel, or pure torch for a few input vectors), or, in pure torch for many input
+vectors, with the matrix rebuilt block by block.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .packed_products import kernel_takes, pq_linear, pq_sign_linear, sign_linear
 from .quantizers import (
     binarize,
     mean_abs_scale,
@@ -21,16 +23,13 @@ from .quantizers import (
     packed_width,
     pq_assign,
     pq_decode,
-    pq_matmul,
     pq_train,
     rank_one_scales,
     round_ste,
-    signs_matmul,
     unpack_signs,
 )
 
-BLOCK_ROWS = 4096  # rows of a vocabulary matrix rebuilt at once in keep-packed mode
-TABLE_MAX_ROWS = 64  # up to this many input vectors, keep-packed products use table lookups instead of rebuilding
+BLOCK_ELEMENTS = 1 << 19  # weights rebuilt at once (2 MiB of float32) by pure-torch keep-packed products
 
 
 class WeightMatrix(nn.Module):
@@ -271,6 +270,10 @@ class PackedMatrix(WeightMatrix):
     only what it needs. Float buffers (scalars, codebooks) follow the model's dtype; bits and codes stay uint8.
     """
 
+    # Up to this many input vectors, pure-torch products use table lookups; beyond, rebuilding blocks of the matrix
+    # is faster (measured on 2x200 and 2x650 shapes). The compiled kernel takes any number.
+    torch_table_max_vectors = 1
+
     def reset_parameters(self, initializer_range):
         """Nothing to initialize: every buffer comes from the checkpoint."""
 
@@ -296,25 +299,23 @@ class PackedMatrix(WeightMatrix):
         """Kept packed in memory: no unpacked float copy."""
         return getattr(self, "unpacked", None) is None
 
-    def table_linear(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(n, cols) inputs @ W.T computed from the stored form by table lookups (no float matrix)."""
+    def packed_linear(self, inputs: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """(n, cols) inputs @ W.T + bias computed from the stored form (packed_products.py), no float matrix; `bias`
+        is (rows,) or (n, rows)."""
         raise NotImplementedError
 
     def linear(self, inputs, bias):
         if not self.resident_packed:
             return F.linear(inputs, self.unpacked, bias)
         flat = inputs.reshape(-1, self.cols)
-        if flat.shape[0] <= TABLE_MAX_ROWS:
-            outputs = self.table_linear(flat)
-            outputs = outputs if bias is None else outputs + bias
-            return outputs.view(*inputs.shape[:-1], self.rows)
-        if self.rows <= BLOCK_ROWS:
-            return F.linear(inputs, self.matrix(), bias)
+        if flat.shape[0] <= self.torch_table_max_vectors or kernel_takes(flat):
+            return self.packed_linear(flat, bias).view(*inputs.shape[:-1], self.rows)
         outputs = inputs.new_empty(*inputs.shape[:-1], self.rows)
-        for start in range(0, self.rows, BLOCK_ROWS):
-            end = min(start + BLOCK_ROWS, self.rows)
+        block = max(1, BLOCK_ELEMENTS // self.cols)
+        for start in range(0, self.rows, block):
+            end = min(start + block, self.rows)
             outputs[..., start:end] = F.linear(inputs, self.rows_of(slice(start, end)),
-                                               None if bias is None else bias[start:end])
+                                               None if bias is None else bias[..., start:end])
         return outputs
 
 
@@ -335,12 +336,12 @@ class PackedBinaryMatrix(PackedMatrix):
         signs = signs.mul_(scale)
         return signs if self.col_scale is None else signs.mul_(self.col_scale)
 
-    def table_linear(self, inputs):
-        if self.col_scale is not None:
-            inputs = inputs * self.col_scale
-        if self.scale.shape[0] == 1 and self.scale.shape[1] == self.cols and self.cols > 1:
-            return signs_matmul(inputs * self.scale, self.bits, self.cols)  # a scale per input column (BLLM gamma)
-        return signs_matmul(inputs, self.bits, self.cols) * self.scale.reshape(1, -1)
+    def packed_linear(self, inputs, bias):
+        if self.col_scale is not None:  # row_col: a scalar per input column and one per row
+            return sign_linear(inputs, self.bits, self.cols, col_scale=self.col_scale, row_scale=self.scale, bias=bias)
+        if self.scale.shape[0] == 1 and self.scale.shape[1] == self.cols and self.cols > 1:  # BLLM gamma per column
+            return sign_linear(inputs, self.bits, self.cols, col_scale=self.scale, bias=bias)
+        return sign_linear(inputs, self.bits, self.cols, row_scale=self.scale, bias=bias)
 
     def packed_tensors(self):
         tensors = {"bits": self.bits, "scale": self.scale.to(self.storage_dtype)}
@@ -350,6 +351,8 @@ class PackedBinaryMatrix(PackedMatrix):
 
 
 class PackedPQMatrix(PackedMatrix):
+    torch_table_max_vectors = 64  # a few codes a row: tables stay cheaper than decoding
+
     def __init__(self, rows, cols, *, subvectors: int, codebook_size: int, codebook_storage: str,
                  storage_dtype: torch.dtype):
         super().__init__(rows, cols)
@@ -377,8 +380,11 @@ class PackedPQMatrix(PackedMatrix):
     def rows_of(self, index):
         return pq_decode(self.codes[index], self.effective_codebooks())
 
-    def table_linear(self, inputs):
-        return pq_matmul(inputs, self.codes, self.effective_codebooks())
+    def packed_linear(self, inputs, bias):
+        if self.codebook_storage == "binary":
+            return pq_sign_linear(inputs, self.codes, self.codebook_bits, self.codebook_scale, self.codebook_shape[1],
+                                  bias)
+        return pq_linear(inputs, self.codes, self.codebooks, bias)
 
     def packed_tensors(self):
         if self.codebook_storage == "binary":

@@ -1,9 +1,11 @@
 """The soft-binarized LSTM language model as a Transformers model.
 
 Each weight matrix is a module of `matrices.py`, chosen per part by `config.quantization`; the recurrence runs in
-PyTorch's fused LSTM kernel on the effective matrices. Saving and loading (packed or float master checkpoints, read
-and written as `checkpoint.py` says) and vocabulary resizing come from the mixins in `checkpoint.py` and
-`resizing.py`; training hooks (latent-weight clipping, PQ code re-assignment) live with the training code.
+PyTorch's fused LSTM kernel on the effective matrices, except for one-token decoding steps (explicit gate products)
+and keep-packed models (products from the sign bits, step by step). Saving and loading (packed or float master
+checkpoints, read and written as `checkpoint.py` says) and vocabulary resizing come from the mixins in
+`checkpoint.py` and `resizing.py`; training hooks (latent-weight clipping, PQ code re-assignment) live with the
+training code.
 
 This file imports only its siblings (relatively), so saved checkpoints carry it as remote code.
 """
@@ -160,8 +162,9 @@ class SoftBinLSTMPreTrainedModel(CheckpointMixin, VocabularyResizingMixin, PreTr
     # ---- state ---------------------------------------------------------------------------------------------------
 
     def stored(self, tensor: torch.Tensor, part: str) -> torch.Tensor:
-        """A float a quantized part keeps (bias, beta), rounded as a packed checkpoint stores it."""
-        if self.config.quantized(part):
+        """A float a quantized part keeps (bias, beta), rounded as a packed checkpoint stores it (a packed model
+        loaded it at that precision: nothing to round, and decoding steps are spared four operations a bias)."""
+        if self.config.quantized(part) and not self.is_packed:
             return round_ste(tensor, STORAGE_DTYPES[self.config.float_storage_dtype])
         return tensor
 
@@ -194,6 +197,9 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
     """Embedding and LSTM stack (and the optional projection): token ids in, hidden states and LSTM state out."""
 
     _keys_to_ignore_on_load_unexpected = [r"^lm_head"]  # a causal LM's output layer, when this reads its file
+    # One-token steps through the fused kernel as well (the path before `lstm_step`): for comparisons only
+    # (benchmarks/memory.py measures both).
+    fused_single_steps = False
 
     def __init__(self, config: SoftBinLSTMConfig):
         super().__init__(config)
@@ -244,13 +250,19 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
 
     def run_lstm(self, inputs: torch.Tensor, state: LSTMState, mask: torch.Tensor | None,
                  every_layer: bool = False) -> tuple[torch.Tensor, LSTMState, tuple[torch.Tensor, ...] | None]:
-        """The fused LSTM kernel over (batch, time, features); `mask` marks real tokens (padding may be anywhere).
+        """The LSTM over (batch, time, features); `mask` marks real tokens (padding may be anywhere).
 
-        Returns the last layer's output, the new state and, with `every_layer`, each layer's output (the kernel then
-        runs layer by layer: the same computation, dropout between layers included)."""
+        Returns the last layer's output, the new state and each layer's output (with `every_layer`; the step and
+        keep-packed paths, which go layer by layer anyway, always give them). Sequences run in
+        PyTorch's fused LSTM kernel (layer by layer with `every_layer`: the same computation, dropout between layers
+        included); one token at a time (decoding) runs through explicit gate products (`lstm_step`), which the
+        fused kernel is slow at; keep-packed models never rebuild a float LSTM matrix (`run_packed_lstm`).
+        """
+        if self.lstm_kept_packed():
+            return self.run_packed_lstm(inputs, state, mask)
         single_step = inputs.shape[1] == 1 and (mask is None or bool(mask.all()))
-        if single_step and not every_layer and not self.training and self.lstm_kept_packed():
-            return *self.lstm_step(inputs, state), None
+        if single_step and not self.training and not self.fused_single_steps:
+            return self.lstm_step(inputs, state)
         if mask is None or bool(mask.all()):
             output, h, c, outputs = self._fused_lstm(inputs, None, (state.h, state.c), every_layer)
             return output, LSTMState(h, c), outputs
@@ -297,6 +309,49 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
             outputs.append(x)
         return x, torch.cat(hs), torch.cat(cs), tuple(outputs)
 
+    def lstm_step(self, inputs: torch.Tensor,
+                  state: LSTMState) -> tuple[torch.Tensor, LSTMState, tuple[torch.Tensor, ...]]:
+        """One time step of (batch, 1, features), layer by layer: `torch.lstm_cell` multiplies the stacked gates'
+        matrices (F.linear) and applies the cell in one call, where the fused kernel re-lays out every weight."""
+        x, hs, cs = inputs[:, 0], [], []
+        for index, layer in enumerate(self.lstm):
+            x, c = torch.lstm_cell(x, (state.h[index], state.c[index]), layer.weight_ih.matrix(),
+                                   layer.weight_hh.matrix(), self.stored(layer.bias_ih, "lstm"),
+                                   self.stored(layer.bias_hh, "lstm"))
+            hs.append(x)
+            cs.append(c)
+        return x.unsqueeze(1), LSTMState(torch.stack(hs), torch.stack(cs)), tuple(h.unsqueeze(1) for h in hs)
+
+    def run_packed_lstm(self, inputs: torch.Tensor, state: LSTMState,
+                        mask: torch.Tensor | None) -> tuple[torch.Tensor, LSTMState, tuple[torch.Tensor, ...]]:
+        """The LSTM of a keep-packed model, every product computed from the sign bits (packed_products.py), so no
+        float LSTM matrix exists, not even one gate's: layer by layer, the input products of all time steps at
+        once, then the recurrence step by step. Same gates and order as the fused kernel (i, f, g, o); padded
+        positions leave the state alone and output zeros, as the fused path does."""
+        length = inputs.shape[1]
+        real = None if mask is None or bool(mask.all()) else mask.bool().unsqueeze(-1)  # (batch, time, 1)
+        x, hs, cs, layer_outputs = inputs, [], [], []
+        for index, layer in enumerate(self.lstm):
+            biases = self.stored(layer.bias_ih, "lstm") + self.stored(layer.bias_hh, "lstm")
+            projected = layer.weight_ih.linear(x, biases)  # (batch, time, 4 * hidden)
+            h, c, outputs = state.h[index], state.c[index], []
+            for step in range(length):
+                gates = layer.weight_hh.linear(h, projected[:, step])
+                i, f, g, o = gates.chunk(4, dim=-1)
+                new_c = torch.addcmul(f.sigmoid_() * c, i.sigmoid_(), g.tanh_())
+                new_h = o.sigmoid_() * torch.tanh(new_c)
+                if real is not None:
+                    new_h, new_c = torch.where(real[:, step], new_h, h), torch.where(real[:, step], new_c, c)
+                    outputs.append(new_h * real[:, step])
+                else:
+                    outputs.append(new_h)
+                h, c = new_h, new_c
+            x = torch.stack(outputs, dim=1) if length > 1 else outputs[0].unsqueeze(1)
+            hs.append(h)
+            cs.append(c)
+            layer_outputs.append(x)
+        return x, LSTMState(torch.stack(hs), torch.stack(cs)), tuple(layer_outputs)
+
     def project(self, lstm_output: torch.Tensor) -> torch.Tensor:
         """The optional projection after the last LSTM layer (identity without one)."""
         if self.projection is None:
@@ -306,20 +361,6 @@ class SoftBinLSTMModel(SoftBinLSTMPreTrainedModel):
     def lstm_kept_packed(self) -> bool:
         return any(isinstance(matrix, PackedMatrix) and matrix.resident_packed
                    for layer in self.lstm for matrix in (layer.weight_ih, layer.weight_hh))
-
-    def lstm_step(self, inputs: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
-        """One time step, layer by layer, from the packed matrices by table lookups (keep-packed decoding): cheaper
-        than rebuilding every LSTM matrix for the fused kernel. Same gates and order as the kernel (i, f, g, o)."""
-        x, hs, cs = inputs[:, 0], [], []
-        for index, layer in enumerate(self.lstm):
-            gates = (layer.weight_ih.linear(x, self.stored(layer.bias_ih, "lstm"))
-                     + layer.weight_hh.linear(state.h[index], self.stored(layer.bias_hh, "lstm")))
-            i, f, g, o = gates.chunk(4, dim=-1)
-            c = torch.sigmoid(f) * state.c[index] + torch.sigmoid(i) * torch.tanh(g)
-            x = torch.sigmoid(o) * torch.tanh(c)
-            hs.append(x)
-            cs.append(c)
-        return x.unsqueeze(1), LSTMState(torch.stack(hs), torch.stack(cs))
 
     def forward(self, input_ids=None, attention_mask=None, cache: LSTMState | None = None, use_cache=None,
                 output_hidden_states=None, return_dict=None, **kwargs) -> SoftBinLSTMOutput | tuple:

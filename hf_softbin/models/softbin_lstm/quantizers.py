@@ -13,7 +13,6 @@ so codes can be re-assigned from it during training.
 """
 
 import torch
-import torch.nn.functional as F
 
 # The precisions a packed checkpoint may keep its floats in (`config.float_storage_dtype`).
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -89,7 +88,6 @@ def round_ste(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 # ---- sign bits ---------------------------------------------------------------------------------------------------
 
 _BIT_WEIGHTS = 1 << torch.arange(8, dtype=torch.uint8)  # least significant bit first
-_BYTE_PATTERNS = (torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1  # (256, 8): the bits of every byte value
 
 
 def packed_width(cols: int) -> int:
@@ -104,32 +102,6 @@ def pack_signs(weight: torch.Tensor) -> torch.Tensor:
     padded[:, :cols] = positive
     octets = padded.view(rows, -1, 8) * _BIT_WEIGHTS.to(weight.device)
     return octets.sum(dim=-1, dtype=torch.uint8)
-
-
-def _sum_tables(tables: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """out[t, r] = sum_g tables[t, g, indices[r, g]]: (n, groups, size) tables, (rows, groups) uint8 indices."""
-    n, groups, size = tables.shape
-    offsets = torch.arange(groups, device=indices.device) * size
-    if n == 1:  # a plain gather; embedding_bag takes a slow path for one-wide rows
-        return tables.reshape(-1)[indices.long() + offsets].sum(dim=1).unsqueeze(0)
-    flat = tables.reshape(n, groups * size).T
-    return F.embedding_bag(indices.int() + offsets.int(), flat, mode="sum").T
-
-
-def signs_matmul(inputs: torch.Tensor, bits: torch.Tensor, cols: int) -> torch.Tensor:
-    """`inputs @ signs.T` for (n, cols) inputs and packed sign bits, without unpacking them.
-
-    Each input row is cut into bytes' worth of 8 values; a table holds its dot product with all 256 bit patterns of
-    a byte, so each output is a sum of one table entry per byte: fast for a few rows (single-stream decoding).
-    """
-    n, width = inputs.shape[0], bits.shape[1]
-    # reshape, not view: the inputs may be strided (a table product's output is a transposed view), and F.pad
-    # returns them as they are when no padding is needed
-    padded = F.pad(inputs, (0, width * 8 - cols)).reshape(n * width, 8)
-    patterns = _BYTE_PATTERNS.to(device=inputs.device, dtype=inputs.dtype)
-    tables = (padded @ patterns.T).view(n, width, 256)  # inputs . bits of each pattern, byte by byte
-    positive = _sum_tables(tables, bits)  # inputs . [sign > 0]
-    return 2 * positive - inputs.sum(dim=1, keepdim=True)  # inputs . (2 [sign > 0] - 1)
 
 
 def unpack_signs(bits: torch.Tensor, cols: int, dtype: torch.dtype) -> torch.Tensor:
@@ -152,13 +124,6 @@ def pq_decode(codes: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
     """Rows from their codes: (n, m) codes and (m, K, d) codebooks -> (n, m * d). Differentiable in the codebooks."""
     subspace = torch.arange(codebooks.shape[0], device=codes.device)
     return codebooks[subspace, codes.long()].reshape(codes.shape[0], -1)
-
-
-def pq_matmul(inputs: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
-    """`inputs @ pq_decode(codes, codebooks).T` without decoding: a table of each input sub-vector's dot products
-    with every codeword of its sub-space, then one table entry per code."""
-    tables = torch.einsum("mnd,mkd->nmk", split_subspaces(inputs, codebooks.shape[0]), codebooks)
-    return _sum_tables(tables, codes)
 
 
 def pq_assign(matrix: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
