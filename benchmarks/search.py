@@ -225,7 +225,8 @@ class Search:
 
     def screen(self, family: str, settings: dict[str, dict], recipe: str, base: dict):
         entries = self.results.setdefault(family, {})
-        for setting, overrides in settings.items():
+        # `--first` settings lead (stable sort), so a short working session spends its time on them
+        for setting, overrides in sorted(settings.items(), key=lambda item: item[0] not in self.args.first):
             if setting in entries and "screen" in entries[setting]:
                 continue
             merged = {**base, **overrides, **self.screen_budget(family), **self.args.extra}
@@ -347,6 +348,8 @@ def main(argv=None) -> int:
     parser.add_argument("--teacher", help="students distil from this run directory (default: the teacher winner)")
     parser.add_argument("--ensemble", action="append", default=[], metavar="RUN_DIR",
                         help="quality study: a float model trained like the teacher with another seed, averaged with it")
+    parser.add_argument("--first", nargs="+", default=[], metavar="SETTING",
+                        help="screen these settings of a stage before the others (the rest follow in their order)")
     parser.add_argument("--stop-after", choices=("text", "methods"),
                         help="quality study: stop after this stage (a later run continues where it stopped)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

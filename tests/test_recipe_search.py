@@ -81,3 +81,21 @@ def test_families_saved_by_separate_commands_share_the_quality_section(tmp_path)
     assert set(section["families"]) == {"quality", "parts"}
     assert section["commands"] == {"quality": "run quality", "parts": "run parts"}
     assert "search" not in report.load(str(tmp_path))
+
+
+def test_first_settings_are_screened_before_the_others(tmp_path, monkeypatch):
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+    calls = []
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append(os.path.basename(output_dir))
+        return {**outcome(170.0, 3, 3), "test_ppl": 1.0, "valid_curve": [170.0], "wall_seconds": 1.0}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    search.main(["--family", "quality", "--teacher", str(teacher), "--stop-after", "text", "--first", "sampled3x",
+                 "recipe", "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"),
+                 "--log", str(tmp_path / "log")])
+    assert calls == ["recipe", "sampled3x", "kl-only", "sampled1x", "sampled7x"]
