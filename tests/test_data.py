@@ -1,5 +1,4 @@
 import hashlib
-from pathlib import Path
 
 import datasets
 import pytest
@@ -17,8 +16,8 @@ from hf_softbin.training.data import (
 )
 from hf_softbin.tokenization import SPECIAL_TOKENS, train_word_tokenizer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-WT2_MINI = REPO_ROOT.parent / "shared" / "data" / "wt2-mini"
+from conftest import WT2_MINI
+
 # What tokenizers saved by hf-softbin 0.2 and before did: append <eos> (id 1) to the words.
 OLD_POST_PROCESSOR = processors.TemplateProcessing(single="$A <eos>", pair="$A <eos> $B <eos>",
                                                    special_tokens=[("<eos>", 1)])

@@ -49,6 +49,7 @@ def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on
                 "valid_curve": [180.0, 172.0], "wall_seconds": 1.0, "sampled_tokens": 0}
 
     monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)  # wt2-mini's; the corpus may be absent
     updates = []
     monkeypatch.setattr(search.report, "update", lambda sections, directory: updates.append(sections))
     search.main(["--family", "quality", "--teacher", str(teacher), "--screen-epochs", "3", "--stop-after", "methods",
@@ -58,7 +59,7 @@ def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on
     assert names[:5] == list(search.TEXT_VARIANTS)
     assert all(name.startswith("sampled3x+") for name in names[5:]) and "sampled3x+ensemble2" in names
     budgets = {overrides["training.max_steps"] for _, overrides in calls}
-    assert budgets == {3 * search.real_text_steps("soft-kd.yaml")}  # the same optimizer steps for every setting
+    assert budgets == {3 * 310}  # the same optimizer steps for every setting
     row_col = dict(calls)["sampled3x+row-col"]
     assert row_col["model.scaling"] == "row_col" and row_col["distill.sampled_text_ratio"] == 3
     assert row_col["distill.teacher"] == str(teacher) and row_col["distill.kd_lambda"] == 1.0
@@ -94,8 +95,15 @@ def test_first_settings_are_screened_before_the_others(tmp_path, monkeypatch):
         return {**outcome(170.0, 3, 3), "test_ppl": 1.0, "valid_curve": [170.0], "wall_seconds": 1.0}
 
     monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
     monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
     search.main(["--family", "quality", "--teacher", str(teacher), "--stop-after", "text", "--first", "sampled3x",
                  "recipe", "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"),
                  "--log", str(tmp_path / "log")])
     assert calls == ["recipe", "sampled3x", "kl-only", "sampled1x", "sampled7x"]
+
+
+def test_a_pass_over_the_real_text_is_counted_in_optimizer_steps(wt2_mini, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)  # the recipes name the corpus relative to the repository
+    # 216,348 tokens (words, one <eos> a line and the leading one) in 20 rows, cut into segments of 35
+    assert search.real_text_steps("soft-kd.yaml") == 310
