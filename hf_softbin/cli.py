@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--trust-remote-code", action="store_true", help="run the code the checkpoint carries")
         command.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
         command.add_argument("--keep-packed", action="store_true",
-                             help="keep a packed model 1-bit in memory (unpack per use; slower, ~1/30 of the memory)")
+                             help="keep a packed model 1-bit in memory, at work too (products computed from the sign "
+                                  "bits and codes; ~1/30 of the memory)")
         command.add_argument("--threads", type=positive_int, default=None,
                              help="CPU threads for the model (default: torch's, one a core); on cores busy with "
                                   "other jobs, 1 can be much faster")
