@@ -234,8 +234,8 @@ class Search:
             outcome = train(recipe, self.run_dir(family, setting), merged, False, self.args.log)
             entries[setting] = {"overrides": {**base, **overrides}, "changes": overrides, "screen": outcome}
             self.save()
-            print(f"[{family}] {setting}: valid ppl {outcome['valid_ppl']:.2f} after {outcome['epochs']} epochs",
-                  flush=True)
+            print(f"[{family}] {setting}: valid ppl {outcome['valid_ppl']:.2f}, the best of "
+                  f"{len(outcome['valid_curve'])} evaluations", flush=True)
 
     def screen_budget(self, family: str) -> dict:
         """Screening epochs; for the quality study, the same number of optimizer steps for every setting."""
