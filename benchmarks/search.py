@@ -225,9 +225,12 @@ class Search:
 
     def screen(self, family: str, settings: dict[str, dict], recipe: str, base: dict):
         entries = self.results.setdefault(family, {})
-        # `--first` settings lead (stable sort), so a short working session spends its time on them
-        for setting, overrides in sorted(settings.items(), key=lambda item: item[0] not in self.args.first):
-            if setting in entries and "screen" in entries[setting]:
+        # `--first` settings lead, in the order given, and `--later` ones wait for another invocation, so a short
+        # working session spends its time where it chooses
+        first = self.args.first
+        lead = {name: first.index(name) if name in first else len(first) for name in settings}
+        for setting, overrides in sorted(settings.items(), key=lambda item: lead[item[0]]):
+            if setting in self.args.later or (setting in entries and "screen" in entries[setting]):
                 continue
             merged = {**base, **overrides, **self.screen_budget(family), **self.args.extra}
             print(f"[{family}] screening {setting}", flush=True)
@@ -350,6 +353,9 @@ def main(argv=None) -> int:
                         help="quality study: a float model trained like the teacher with another seed, averaged with it")
     parser.add_argument("--first", nargs="+", default=[], metavar="SETTING",
                         help="screen these settings of a stage before the others (the rest follow in their order)")
+    parser.add_argument("--later", nargs="+", default=[], metavar="SETTING",
+                        help="leave these settings out of this invocation (one without the flag screens them); a "
+                             "stage then builds on the best of those screened")
     parser.add_argument("--stop-after", choices=("text", "methods"),
                         help="quality study: stop after this stage (a later run continues where it stopped)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -84,7 +84,7 @@ def test_families_saved_by_separate_commands_share_the_quality_section(tmp_path)
     assert "search" not in report.load(str(tmp_path))
 
 
-def test_first_settings_are_screened_before_the_others(tmp_path, monkeypatch):
+def test_first_settings_are_screened_before_the_others_in_the_order_given(tmp_path, monkeypatch):
     teacher = tmp_path / "teacher"
     teacher.mkdir()
     (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
@@ -100,7 +100,31 @@ def test_first_settings_are_screened_before_the_others(tmp_path, monkeypatch):
     search.main(["--family", "quality", "--teacher", str(teacher), "--stop-after", "text", "--first", "sampled3x",
                  "recipe", "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"),
                  "--log", str(tmp_path / "log")])
-    assert calls == ["recipe", "sampled3x", "kl-only", "sampled1x", "sampled7x"]
+    assert calls == ["sampled3x", "recipe", "kl-only", "sampled1x", "sampled7x"]
+
+
+def test_later_settings_wait_and_the_next_stage_builds_on_the_best_screened(tmp_path, monkeypatch):
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+    calls = []
+    valid = {"sampled1x": 171.0, "sampled3x": 169.0}
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append(os.path.basename(output_dir))
+        return {**outcome(valid.get(calls[-1], 175.0), 3, 3), "test_ppl": 1.0, "valid_curve": [175.0],
+                "wall_seconds": 1.0}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    common = ["--family", "quality", "--teacher", str(teacher), "--stop-after", "methods", "--runs-dir",
+              str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log")]
+    search.main(common + ["--later", "sampled7x", "sampled3x+bop"])
+    assert "sampled7x" not in calls and "sampled3x+bop" not in calls and "sampled3x+row-col" in calls
+    calls.clear()
+    search.main(common)  # a later invocation screens what waited, and nothing twice
+    assert calls == ["sampled7x", "sampled3x+bop"]
 
 
 def test_a_pass_over_the_real_text_is_counted_in_optimizer_steps(wt2_mini, monkeypatch):
