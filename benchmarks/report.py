@@ -168,7 +168,7 @@ def render_quality(results: dict) -> list[str]:
                       f"test {teacher['test_ppl']:.2f} ({teacher['epochs']} epochs, "
                       f"{teacher['train_seconds'] / 60:.0f} min of training).", ""]
         lines += ["| setting | change | best valid ppl | valid / teacher | validation after each pass over the real "
-                  "text | sampled tokens | minutes | test ppl |", "|---|---|---|---|---|---|---|---|"]
+                  "text | sampled tokens | size | minutes | test ppl |", "|---|---|---|---|---|---|---|---|---|"]
         winner = quality["winners"].get(family, {}).get("setting")
         for setting, entry in sorted(entries.items(), key=lambda item: item[1]["screen"]["valid_ppl"]):
             for stage in ("screen", "final"):
@@ -181,7 +181,8 @@ def render_quality(results: dict) -> list[str]:
                 name += " (continued to early stopping)" if stage == "final" else ""
                 lines.append(f"| {name} | {change} | {run['valid_ppl']:.2f} | {ratio} | "
                              f"{', '.join(f'{value:.1f}' for value in run['valid_curve'])} | "
-                             f"{run.get('sampled_tokens', 0):,} | {run['wall_seconds'] / 60:.0f} | "
+                             f"{run.get('sampled_tokens', 0):,} | {run['compression_ratio']:.1f}x | "
+                             f"{run['wall_seconds'] / 60:.0f} | "
                              f"{_f(run['test_ppl'])} |")
         lines.append("")
     return lines

@@ -21,8 +21,8 @@ interrupted and continued. The winners are copied into the recipes by hand, with
 The `quality` family studies changes to the training method of soft + KD (not its hyper-parameters): which text to
 distil on (the real text, or the real text with text sampled from the teacher), then one method at a time on the best
 text (hidden-state loss, row and column scalars, progressive binarization, weight averaging, slower latent weights,
-Bop, an ensemble teacher), and, separately (`--family parts`), which part of the model costs the most when it alone
-is binarized. These settings all train for the same number of optimizer steps (`--screen-epochs` passes' worth of
+Bop, an ensemble teacher); separately, which part of the model costs the most when it alone is binarized (`--family
+parts`), and product-quantized layouts of 50x or more on that text (`--family pq`). These settings all train for the same number of optimizer steps (`--screen-epochs` passes' worth of
 the real text) and are evaluated once per pass over the real text, whatever text they train on.
 """
 
@@ -40,7 +40,7 @@ from hf_softbin.atomic import write_text_atomic  # noqa: E402
 
 RECIPES = os.path.join("configs", "wt2-mini")
 # Settings trained to convergence after screening, per family.
-FINALISTS = {"teacher": 1, "bllm": 2, "soft": 1, "soft-kd": 2, "pq-soft-kd": 1, "quality": 1, "parts": 0}
+FINALISTS = {"teacher": 1, "bllm": 2, "soft": 1, "soft-kd": 2, "pq-soft-kd": 1, "quality": 1, "parts": 0, "pq": 1}
 # Product quantization (5 codes a row): codes fixed or re-assigned from the latent rows every 200 steps, codebooks in
 # float16 or soft-binarized. Trained with the soft + KD winner's settings.
 PQ_VARIANTS = {
@@ -53,8 +53,8 @@ PROTOCOL = ("Each setting trains for a few epochs (screening); the best by valid
             "its screening checkpoint until validation stops improving or the epoch cap; the winner is the finalist "
             "with the lowest validation perplexity (where no finalist was trained, the best screened setting; PQ variants "
             "compete only at the smallest file). Test perplexity is shown, never used to choose.")
-FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd", "quality", "parts")
-STUDY_FAMILIES = ("quality", "parts")  # changes of method, reported in their own section
+FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd", "quality", "parts", "pq")
+STUDY_FAMILIES = ("quality", "parts", "pq")  # changes of method, reported in their own section
 QUALITY_PROTOCOL = ("Every setting starts from the shipped soft + KD recipe (configs/wt2-mini/soft-kd.yaml) and its "
                     "teacher, changes one thing, and trains for the same number of optimizer steps; validation "
                     "perplexity is measured once per pass over the real training text. The best text is chosen "
@@ -84,6 +84,15 @@ def method_variants(text: str, ensemble: list[str]) -> dict[str, dict]:
         variants[f"{text}+ensemble{len(ensemble) + 1}"] = {"distill.ensemble": "[" + ",".join(ensemble) + "]"}
     return variants
 
+
+# Product quantization on the quality study's best text (sampled 3x beat the real text alone, 1x and the recipe's
+# mix): every layout at 50x or more on wt2-mini 2x200. The recipe (m=5, binary codebooks) is 88.3x.
+PQ_TEXT = "sampled3x"
+PQ_LAYOUTS = {
+    "m5-binary-codebooks": {},
+    "m5-fp16-codebooks": {"model.pq_codebook_storage": "float16"},
+    "m10-binary-codebooks": {"model.pq_subvectors": 10},
+}
 
 # Which part costs the most: the soft + KD recipe on the real text with one part binarized, the others float.
 PART_VARIANTS = {f"{part}-only": {"model.quantization": "{" + ", ".join(
@@ -242,7 +251,7 @@ class Search:
 
     def screen_budget(self, family: str) -> dict:
         """Screening epochs; for the quality study, the same number of optimizer steps for every setting."""
-        if family in ("quality", "parts"):
+        if family in STUDY_FAMILIES:
             return {"training.max_steps": self.args.screen_epochs * real_text_steps("soft-kd.yaml")}
         return {"training.max_epochs": self.args.screen_epochs}
 
@@ -296,6 +305,10 @@ class Search:
         if family == "parts":
             self.screen(family, PART_VARIANTS, "soft-kd.yaml", base)
             return
+        if family == "pq":
+            self.screen(family, PQ_LAYOUTS, "pq-soft-kd.yaml", {**base, **TEXT_VARIANTS[PQ_TEXT]})
+            self.finish(family, "pq-soft-kd.yaml")
+            return
         self.screen(family, TEXT_VARIANTS, "soft-kd.yaml", base)
         if self.args.stop_after == "text":
             return
@@ -316,7 +329,7 @@ class Search:
 
     def family(self, family: str):
         self.results.setdefault("commands", {})[family] = self.args.command
-        if family in ("quality", "parts"):
+        if family in STUDY_FAMILIES:
             self.quality(family)
             return
         if family == "pq-soft-kd":

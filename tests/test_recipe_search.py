@@ -67,6 +67,32 @@ def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on
     assert updates[-1]["quality"]["teachers"]["quality"]["valid_ppl"] == 160.0
 
 
+def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_best(tmp_path, monkeypatch):
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+    calls = []
+    valid = {"m5-fp16-codebooks": 171.0}
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append((recipe, os.path.basename(output_dir), overrides, resume))
+        return {**outcome(valid.get(calls[-1][1], 175.0), 3, 3), "test_ppl": 1.0, "valid_curve": [175.0],
+                "wall_seconds": 1.0}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    search.main(["--family", "pq", "--teacher", str(teacher), "--screen-epochs", "3", "--runs-dir",
+                 str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log")])
+    screens = [call for call in calls if not call[3]]
+    assert [name for _, name, _, _ in screens] == list(search.PQ_LAYOUTS)
+    assert all(recipe == "pq-soft-kd.yaml" and overrides["training.max_steps"] == 930
+               and overrides["distill.sampled_text_ratio"] == 3 and overrides["distill.kd_lambda"] == 1.0
+               for recipe, _, overrides, _ in screens)
+    finals = [name for _, name, _, resume in calls if resume]
+    assert finals == ["m5-fp16-codebooks"]  # the best screened continues to early stopping
+
+
 def test_families_saved_by_separate_commands_share_the_quality_section(tmp_path):
     import report
 
