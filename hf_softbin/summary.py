@@ -18,7 +18,8 @@ from .models.softbin_lstm.configuration_softbin_lstm import PARTS
 
 # Which kind of storage each packed tensor name (its last component) is.
 KINDS = {"bits": "sign bits", "codebook_bits": "sign bits", "codes": "codes", "codebooks": "codebooks",
-         "scale": "scalars", "col_scale": "scalars", "codebook_scale": "scalars", "weight": "float weights"}
+         "scale": "scalars", "col_scale": "scalars", "codebook_scale": "scalars", "row_scale": "scalars",
+         "weight": "float weights"}
 KIND_ORDER = ("sign bits", "codes", "codebooks", "scalars", "float weights", "floats")
 
 

@@ -31,6 +31,10 @@ VARIANTS = [
     dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors=4, pq_codebook_size=8),
     dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors={"embedding": 3, "output": 2},
          pq_codebook_size=16, pq_codebook_storage="binary"),
+    dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors=4, pq_codebook_size=8,
+         pq_row_scale=True),
+    dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors=2, pq_codebook_size=8,
+         pq_codebook_storage="binary", pq_row_scale=True),
     dict(quantization={"embedding": "pq", "lstm": "float", "output": "pq"}, embedding_size=16, tie_word_embeddings=True,
          pq_subvectors=2, pq_codebook_size=4),
 ]
@@ -216,7 +220,8 @@ PQ = dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq
           pq_codebook_storage="binary")
 
 
-@pytest.mark.parametrize("packed, overrides", [(True, {}), (False, {}), (True, PQ)], ids=["packed", "master", "pq"])
+@pytest.mark.parametrize("packed, overrides", [(True, {}), (False, {}), (True, PQ), (True, dict(PQ, pq_row_scale=True))],
+                         ids=["packed", "master", "pq", "pq-row-scale"])
 def test_remote_code_loads_without_the_package(tmp_path, tiny_config, packed, overrides):
     model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(**overrides)))
     model.save_pretrained(tmp_path / "model", packed=packed)
@@ -243,6 +248,7 @@ def test_pq_file_holds_byte_codes_and_codebooks(tmp_path, tiny_config):
     (dict(pq_subvectors=5), "do not divide"),
     (dict(pq_codebook_size=300), "at most|\\[2, 256\\]"),
     (dict(pq_codebook_storage="int4"), "pq_codebook_storage"),
+    (dict(pq_row_scale="yes"), "pq_row_scale must be true or false"),
     (dict(quantization={"lstm": "pq"}), "vocabulary matrices"),
     (dict(quantization={"embedding": "int8"}), "quantization"),
 ])

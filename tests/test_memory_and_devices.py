@@ -124,7 +124,9 @@ PQ_PARTS = {"embedding": "pq", "lstm": "binary", "output": "pq"}
 VARIANTS = {"row": {}, "tensor": dict(scaling="tensor"), "row_col": dict(scaling="row_col", learnable_scale=True),
             "bllm tied": dict(scaling="bllm", tie_word_embeddings=True, embedding_size=24),  # a scale per column
             "pq float16": dict(quantization=PQ_PARTS, pq_subvectors=4, pq_codebook_size=16),
-            "pq binary": dict(quantization=PQ_PARTS, pq_subvectors=4, pq_codebook_size=16, pq_codebook_storage="binary")}
+            "pq binary": dict(quantization=PQ_PARTS, pq_subvectors=4, pq_codebook_size=16, pq_codebook_storage="binary"),
+            "pq binary row scale": dict(quantization=PQ_PARTS, pq_subvectors=4, pq_codebook_size=16,
+                                        pq_codebook_storage="binary", pq_row_scale=True)}
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))

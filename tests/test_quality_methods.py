@@ -1,5 +1,6 @@
-"""The training methods of the quality study: row and column scalars, per-layer outputs and the hidden-state loss, an
-ensemble teacher, text sampled from the teacher, Bop, weight averaging and progressive binarization."""
+"""The training methods of the quality study: row and column scalars, a scalar per row of PQ matrices, per-layer
+outputs and the hidden-state loss, an ensemble teacher, text sampled from the teacher, Bop, weight averaging and
+progressive binarization."""
 
 import json
 import math
@@ -14,8 +15,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_softbin import SoftBinLSTMForCausalLM
-from hf_softbin.models.softbin_lstm.matrices import BinaryMatrix
-from hf_softbin.models.softbin_lstm.quantizers import rank_one_scales
+from hf_softbin.models.softbin_lstm.matrices import BinaryMatrix, PQMatrix
+from hf_softbin.models.softbin_lstm.quantizers import pq_decode, rank_one_scales
 from hf_softbin.training import sampled_text
 from hf_softbin.training.distill import Teacher, hidden_state_loss
 from hf_softbin.training.loop import train
@@ -105,6 +106,68 @@ def test_row_col_checkpoint_loads_as_remote_code_without_the_package(tiny_config
                    cwd=tmp_path, env=env)
     with torch.no_grad():
         assert torch.allclose(torch.load(tmp_path / "ids.pt.out"), model(ids).logits, atol=1e-5)
+
+
+# ---- a scalar per row of PQ matrices ---------------------------------------------------------------------------
+
+PQ_ROW_SCALE = dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors=4,
+                    pq_codebook_size=8, pq_row_scale=True)
+
+
+def test_pq_row_scale_matrix_and_its_gradients_follow_the_definition():
+    torch.manual_seed(0)
+    matrix = PQMatrix(12, 8, subvectors=2, codebook_size=4, codebook_storage="float16", storage_dtype=torch.float16,
+                      row_scale=True)
+    matrix.reset_parameters(0.5)
+    grad = torch.randn(12, 8)
+    matrix.matrix().backward(grad)
+    got = (matrix.weight.grad.clone(), matrix.codebooks.grad.clone(), matrix.row_scale.grad.clone())
+    codebooks = matrix.codebooks.detach().clone().requires_grad_(True)
+    scale = matrix.row_scale.detach().clone().requires_grad_(True)
+    weight = matrix.weight.detach().clone().requires_grad_(True)
+    # decoded rows at storage precision times each row's scalar; rounding and latent rows pass gradients straight
+    rounded = codebooks + (codebooks.half().float() - codebooks).detach()
+    rounded_scale = scale + (scale.half().float() - scale).detach()
+    reference = pq_decode(matrix.codes, rounded) * rounded_scale + (weight - weight.detach())
+    reference.backward(grad)
+    assert torch.allclose(matrix.matrix(), reference, atol=1e-6)
+    for ours, expected in zip(got, (weight.grad, codebooks.grad, scale.grad)):
+        assert torch.allclose(ours, expected, atol=1e-5)
+    ids = torch.tensor([[0, 3], [11, 3]])
+    assert torch.allclose(matrix.lookup(ids), matrix.matrix()[ids], atol=1e-7)
+
+
+def test_pq_row_scale_fits_rows_that_differ_only_in_length():
+    torch.manual_seed(0)
+    directions = F.normalize(torch.randn(4, 6), dim=1)  # 4 directions: one codeword per sub-space each
+    lengths = torch.rand(64, 1) * 5 + 0.1
+    rows = directions.repeat(16, 1) * lengths
+    errors = {}
+    for row_scale in (False, True):
+        matrix = PQMatrix(64, 6, subvectors=2, codebook_size=4, codebook_storage="float32",
+                          storage_dtype=torch.float32, row_scale=row_scale)
+        with torch.no_grad():
+            matrix.weight.copy_(rows)
+        matrix.fit_to_latent_()
+        with torch.no_grad():
+            errors[row_scale] = (matrix.matrix() - rows).norm() / rows.norm()
+    assert errors[True] < 1e-5 < 0.05 < errors[False]  # 4 codewords cannot follow 64 lengths; 4 directions can
+
+
+def test_pq_row_scale_is_stored_per_row_and_scores_alike_in_every_memory_mode(tiny_config, tmp_path):
+    torch.manual_seed(0)
+    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(**PQ_ROW_SCALE)))
+    model.save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    assert tensors["lm_head.row_scale"].shape == (40, 1) and tensors["lm_head.row_scale"].dtype == torch.float16
+    ids = torch.randint(0, 40, (3, 9))
+    with torch.no_grad():
+        expected = model(ids).logits
+        for keep_packed in (False, True):
+            loaded = AutoModelForCausalLM.from_pretrained(tmp_path, keep_packed=keep_packed)
+            assert torch.allclose(loaded(ids).logits, expected, atol=1e-5), keep_packed
+            single = loaded(ids[:, :1]).logits  # one step: table lookups when kept packed
+            assert torch.allclose(single, model(ids[:, :1]).logits, atol=1e-5), keep_packed
 
 
 # ---- layer outputs, hidden-state loss, ensemble teacher -----------------------------------------------------------

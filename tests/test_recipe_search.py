@@ -72,7 +72,7 @@ def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_be
     teacher.mkdir()
     (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
     calls = []
-    valid = {"m5-fp16-codebooks": 171.0}
+    valid = {"m10-binary-codebooks": 171.0}
 
     def fake_train(recipe, output_dir, overrides, resume, log_path):
         calls.append((recipe, os.path.basename(output_dir), overrides, resume))
@@ -90,7 +90,7 @@ def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_be
                and overrides["distill.sampled_text_ratio"] == 3 and overrides["distill.kd_lambda"] == 1.0
                for recipe, _, overrides, _ in screens)
     finals = [name for _, name, _, resume in calls if resume]
-    assert finals == ["m5-fp16-codebooks"]  # the best screened continues to early stopping
+    assert finals == ["m10-binary-codebooks"]  # the best screened continues to early stopping
 
 
 def test_families_saved_by_separate_commands_share_the_quality_section(tmp_path):

@@ -13,7 +13,8 @@ from hf_softbin.summary import format_summary, summarize
 PQ = dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors=4, pq_codebook_size=8,
           pq_codebook_storage="binary")
 ROW_COL = dict(scaling="row_col", learnable_scale=True)
-LAYOUTS = {"binary": {}, "row-col": ROW_COL, "pq": PQ, "pq-fp16": dict(PQ, pq_codebook_storage="float16")}
+LAYOUTS = {"binary": {}, "row-col": ROW_COL, "pq": PQ, "pq-fp16": dict(PQ, pq_codebook_storage="float16"),
+           "pq-row-scale": dict(PQ, pq_row_scale=True)}
 FLOAT = {"quantization": {"embedding": "float", "lstm": "float", "output": "float"}}
 
 

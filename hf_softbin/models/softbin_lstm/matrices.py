@@ -197,40 +197,45 @@ class PQMatrix(WeightMatrix):
     A latent float matrix learns straight through the quantization (its gradient is the decoded matrix's), so
     `reassign_codes_()` can move rows to other codewords during training. With `codebook_storage="binary"` the
     codebooks are themselves soft-binarized (sign bits and one scalar per codeword), in training as in the file.
+    With `row_scale`, every decoded row is multiplied by its own learned scalar (shape-gain quantization: the codes
+    quantize the row's direction).
     """
 
     def __init__(self, rows, cols, *, subvectors: int, codebook_size: int, codebook_storage: str,
-                 storage_dtype: torch.dtype):
+                 storage_dtype: torch.dtype, row_scale: bool = False):
         super().__init__(rows, cols)
         self.subvectors, self.codebook_size = subvectors, codebook_size
         self.codebook_storage = codebook_storage
         self.storage_dtype = storage_dtype
         self.weight = nn.Parameter(torch.empty(rows, cols))
         self.codebooks = nn.Parameter(torch.empty(subvectors, codebook_size, cols // subvectors))
+        self.row_scale = nn.Parameter(torch.ones(rows, 1)) if row_scale else None
         self.register_buffer("codes", torch.zeros(rows, subvectors, dtype=torch.uint8))
 
     def extra_repr(self):
         return (f"rows={self.rows}, cols={self.cols}, pq m={self.subvectors} K={self.codebook_size}, "
-                f"codebooks {self.codebook_storage}")
+                f"codebooks {self.codebook_storage}" + (", row scale" if self.row_scale is not None else ""))
 
     def effective_codebooks(self) -> torch.Tensor:
         if self.codebook_storage == "binary":
             return binarize(self.codebooks, self.codeword_scale())
         return round_ste(self.codebooks, self.storage_dtype)
 
-    def _decoded(self, codes: torch.Tensor, latent_rows: torch.Tensor | None) -> torch.Tensor:
-        decoded = pq_decode(codes, self.effective_codebooks())
+    def _decoded(self, index: slice | torch.Tensor, latent_rows: torch.Tensor | None) -> torch.Tensor:
+        decoded = pq_decode(self.codes[index], self.effective_codebooks())
+        if self.row_scale is not None:
+            decoded = decoded * round_ste(self.row_scale[index], self.storage_dtype)
         if latent_rows is None:
             return decoded
         return decoded + (latent_rows - latent_rows.detach())  # value of the codes, gradient also to the latent
 
     def matrix(self):
-        return self._decoded(self.codes, self.weight if torch.is_grad_enabled() else None)
+        return self._decoded(slice(None), self.weight if torch.is_grad_enabled() else None)
 
     def lookup(self, ids):
         flat = ids.reshape(-1)
         latent = F.embedding(flat, self.weight) if torch.is_grad_enabled() else None
-        return self._decoded(self.codes[flat], latent).view(*ids.shape, self.cols)
+        return self._decoded(flat, latent).view(*ids.shape, self.cols)
 
     def codeword_scale(self) -> torch.Tensor:
         """One scalar per codeword, (m, K, 1), at storage precision: the scale of binary codebooks."""
@@ -238,23 +243,40 @@ class PQMatrix(WeightMatrix):
 
     @torch.no_grad()
     def packed_tensors(self):
+        tensors = {"codes": self.codes.clone()}
         if self.codebook_storage == "binary":
             width = self.codebooks.shape[-1]
-            return {"codes": self.codes.clone(), "codebook_bits": pack_signs(self.codebooks.reshape(-1, width)),
-                    "codebook_scale": self.codeword_scale().reshape(-1, 1).to(self.storage_dtype)}
-        return {"codes": self.codes.clone(), "codebooks": self.codebooks.to(self.storage_dtype)}
+            tensors.update(codebook_bits=pack_signs(self.codebooks.reshape(-1, width)),
+                           codebook_scale=self.codeword_scale().reshape(-1, 1).to(self.storage_dtype))
+        else:
+            tensors["codebooks"] = self.codebooks.to(self.storage_dtype)
+        if self.row_scale is not None:
+            tensors["row_scale"] = self.row_scale.to(self.storage_dtype)
+        return tensors
+
+    def _quantized_rows(self) -> torch.Tensor:
+        """What the codes quantize: the latent rows, or with a row scale their directions (rows of unit norm)."""
+        if self.row_scale is None:
+            return self.weight
+        return self.weight / self.weight.norm(dim=1, keepdim=True).clamp_min(torch.finfo(self.weight.dtype).tiny)
 
     @torch.no_grad()
     def fit_to_latent_(self):
-        """k-means codebooks in every sub-space of the latent matrix, and the codes of its rows."""
-        codebooks, codes = pq_train(self.weight, self.subvectors, self.codebook_size)
+        """k-means codebooks in every sub-space of the latent matrix, and the codes of its rows; with a row scale,
+        of the rows' directions, and every row's scalar the least-squares fit of its decoded direction to it."""
+        codebooks, codes = pq_train(self._quantized_rows(), self.subvectors, self.codebook_size)
         self.codebooks.copy_(codebooks)
         self.codes.copy_(codes)
+        if self.row_scale is not None:
+            directions = pq_decode(self.codes, self.effective_codebooks())
+            fitted = (self.weight * directions).sum(1, keepdim=True) / directions.pow(2).sum(1, keepdim=True)
+            self.row_scale.copy_(fitted.nan_to_num_(0.0))
 
     @torch.no_grad()
     def reassign_codes_(self) -> float:
-        """Move every sub-vector of the latent matrix to its nearest codeword; returns the fraction of codes changed."""
-        codes = pq_assign(self.weight, self.effective_codebooks())
+        """Move every sub-vector of the latent matrix (or of its directions) to its nearest codeword; returns the
+        fraction of codes changed."""
+        codes = pq_assign(self._quantized_rows(), self.effective_codebooks())
         changed = (codes != self.codes).float().mean().item()
         self.codes.copy_(codes)
         return changed
@@ -354,12 +376,13 @@ class PackedPQMatrix(PackedMatrix):
     torch_table_max_vectors = 64  # a few codes a row: tables stay cheaper than decoding
 
     def __init__(self, rows, cols, *, subvectors: int, codebook_size: int, codebook_storage: str,
-                 storage_dtype: torch.dtype):
+                 storage_dtype: torch.dtype, row_scale: bool = False):
         super().__init__(rows, cols)
         self.storage_dtype = storage_dtype
         self.codebook_storage = codebook_storage
         self.codebook_shape = (subvectors, codebook_size, cols // subvectors)
         self.register_buffer("codes", torch.zeros(rows, subvectors, dtype=torch.uint8))
+        self.register_buffer("row_scale", torch.zeros(rows, 1) if row_scale else None)
         if codebook_storage == "binary":
             self.register_buffer("codebook_bits", torch.zeros(subvectors * codebook_size,
                                                               packed_width(cols // subvectors), dtype=torch.uint8))
@@ -378,16 +401,28 @@ class PackedPQMatrix(PackedMatrix):
         return self.codebooks
 
     def rows_of(self, index):
-        return pq_decode(self.codes[index], self.effective_codebooks())
+        rows = pq_decode(self.codes[index], self.effective_codebooks())
+        return rows if self.row_scale is None else rows.mul_(self.row_scale[index])
 
     def packed_linear(self, inputs, bias):
+        # A row scale multiplies each output before the bias is added.
+        product_bias = None if self.row_scale is not None else bias
         if self.codebook_storage == "binary":
-            return pq_sign_linear(inputs, self.codes, self.codebook_bits, self.codebook_scale, self.codebook_shape[1],
-                                  bias)
-        return pq_linear(inputs, self.codes, self.codebooks, bias)
+            outputs = pq_sign_linear(inputs, self.codes, self.codebook_bits, self.codebook_scale,
+                                     self.codebook_shape[1], product_bias)
+        else:
+            outputs = pq_linear(inputs, self.codes, self.codebooks, product_bias)
+        if self.row_scale is None:
+            return outputs
+        outputs = outputs.mul_(self.row_scale.view(1, -1))
+        return outputs if bias is None else outputs.add_(bias)
 
     def packed_tensors(self):
+        tensors = {"codes": self.codes}
         if self.codebook_storage == "binary":
-            return {"codes": self.codes, "codebook_bits": self.codebook_bits,
-                    "codebook_scale": self.codebook_scale.to(self.storage_dtype)}
-        return {"codes": self.codes, "codebooks": self.codebooks.to(self.storage_dtype)}
+            tensors.update(codebook_bits=self.codebook_bits, codebook_scale=self.codebook_scale.to(self.storage_dtype))
+        else:
+            tensors["codebooks"] = self.codebooks.to(self.storage_dtype)
+        if self.row_scale is not None:
+            tensors["row_scale"] = self.row_scale.to(self.storage_dtype)
+        return tensors

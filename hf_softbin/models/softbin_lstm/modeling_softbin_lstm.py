@@ -56,7 +56,7 @@ def make_matrix(config: SoftBinLSTMConfig, part: str, rows: int, cols: int, gamm
     subvectors, codebook_size = config.pq_settings(part)
     cls = PackedPQMatrix if packed else PQMatrix
     return cls(rows, cols, subvectors=subvectors, codebook_size=codebook_size,
-               codebook_storage=config.pq_codebook_storage, storage_dtype=storage_dtype)
+               codebook_storage=config.pq_codebook_storage, row_scale=config.pq_row_scale, storage_dtype=storage_dtype)
 
 
 class LSTMLayerWeights(nn.Module):
