@@ -93,6 +93,8 @@ PQ_LAYOUTS = {
     "m5-fp16-codebooks": {"model.pq_codebook_storage": "float16"},  # 52.9x
     "m10-binary-codebooks": {"model.pq_subvectors": 10},  # 58.1x
     "m8-binary-codebooks+row-scale": {"model.pq_subvectors": 8, "model.pq_row_scale": True},  # 58.2x
+    # codes learned end to end (differentiable PQ) instead of fixed after k-means
+    "m10-binary-codebooks+learned-codes": {"model.pq_subvectors": 10, "training.pq_code_temperature": 0.1},
     "m5-binary-codebooks+row-scale": {"model.pq_row_scale": True},  # 73.7x
     "m5-binary-codebooks": {},  # 88.3x, the recipe
 }

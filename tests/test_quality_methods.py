@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_softbin import SoftBinLSTMForCausalLM
 from hf_softbin.models.softbin_lstm.matrices import BinaryMatrix, PQMatrix
-from hf_softbin.models.softbin_lstm.quantizers import pq_decode, rank_one_scales
+from hf_softbin.models.softbin_lstm.quantizers import pq_assign, pq_decode, rank_one_scales
 from hf_softbin.training import sampled_text
 from hf_softbin.training.distill import Teacher, hidden_state_loss
 from hf_softbin.training.loop import train
@@ -168,6 +168,56 @@ def test_pq_row_scale_is_stored_per_row_and_scores_alike_in_every_memory_mode(ti
             assert torch.allclose(loaded(ids).logits, expected, atol=1e-5), keep_packed
             single = loaded(ids[:, :1]).logits  # one step: table lookups when kept packed
             assert torch.allclose(single, model(ids[:, :1]).logits, atol=1e-5), keep_packed
+
+
+def test_learned_pq_codes_take_the_nearest_codewords_with_gradients_through_a_softmax():
+    torch.manual_seed(0)
+    matrix = PQMatrix(30, 6, subvectors=2, codebook_size=5, codebook_storage="float32", storage_dtype=torch.float32)
+    matrix.reset_parameters(0.5)
+    with torch.no_grad():
+        matrix.weight.add_(0.2 * torch.randn(30, 6))  # rows away from the k-means codewords they were fit to
+        matrix.codebooks[0, 4] = 2.0  # a codeword nearest to no row
+    matrix.code_temperature = 0.3
+    grad = torch.randn(30, 6)
+    decoded = matrix.matrix()
+    decoded.backward(grad)
+    codebooks = matrix.codebooks.detach().clone().requires_grad_(True)
+    weight = matrix.weight.detach().clone().requires_grad_(True)
+    assert torch.equal(matrix.codes, pq_assign(weight, codebooks))  # the codes follow the rows at every step
+    assert torch.equal(decoded, pq_decode(matrix.codes, codebooks))
+    reference = []
+    for space in range(2):
+        part = weight[:, 3 * space:3 * space + 3]
+        distances = torch.cdist(part, codebooks[space]) ** 2
+        weights = torch.softmax(-distances / distances.mean(1, keepdim=True) / 0.3, dim=1)
+        nearest = F.one_hot(matrix.codes[:, space].long(), 5).float()
+        reference.append((nearest + weights - weights.detach()) @ codebooks[space])  # straight through the one-hot
+    (grad * torch.cat(reference, dim=1)).sum().backward()
+    assert torch.allclose(matrix.weight.grad, weight.grad, atol=1e-5)
+    assert torch.allclose(matrix.codebooks.grad, codebooks.grad, atol=1e-5)
+    assert 4 not in matrix.codes[:, 0] and matrix.codebooks.grad[0, 4].abs().sum() > 0  # it learns too
+
+
+def test_a_run_learns_pq_codes_and_its_checkpoint_holds_the_codes_it_evaluated(teacher_run, corpus, tmp_path):
+    teacher_dir, _ = teacher_run
+    pq = {"quantization": {"embedding": "pq", "lstm": "binary", "output": "pq"}, "pq_subvectors": 4,
+          "pq_codebook_size": 8, "learnable_scale": True}
+
+    def run(name, temperature):
+        values = recipe(corpus, tmp_path / name, model=pq, distill={"teacher": str(teacher_dir)},
+                        training={"max_steps": 6, "pq_code_temperature": temperature})
+        del values["model"]["binarize"]
+        train(load_run_config(str(write_recipe(tmp_path / f"{name}.yaml", values))))
+
+    run("fixed", 0.0)
+    run("learned", 0.2)
+    codes = {name: load_file(tmp_path / name / "model.safetensors")["lm_head.codes"] for name in ("fixed", "learned")}
+    assert not torch.equal(codes["fixed"], codes["learned"])  # same start (k-means of the teacher), other codes
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "learned")
+    ids = torch.randint(0, model.config.vocab_size, (2, 9))
+    master = AutoModelForCausalLM.from_pretrained(tmp_path / "learned" / "master")
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, master(ids).logits, atol=1e-5)
 
 
 # ---- layer outputs, hidden-state loss, ensemble teacher -----------------------------------------------------------
@@ -345,6 +395,8 @@ def test_weight_averaging_progressive_binarization_and_scalar_rates_resume_exact
     ("training", {"ema_decay": 1.0}, r"training.ema_decay must be in \[0, 1\)"),
     ("training", {"scale_lr": -0.1}, "training.scale_lr must be positive"),
     ("training", {"optimizer": "bop"}, "bop .* needs a binary part and learned scalars"),
+    ("training", {"pq_code_temperature": 0.1}, "pq_code_temperature learns the codes of PQ matrices"),
+    ("training", {"pq_code_temperature": -0.1}, "pq_code_temperature must be >= 0"),
 ])
 def test_bad_method_settings_name_their_key(corpus, tmp_path, section, values, message):
     config = recipe(corpus, tmp_path / "run", model={"binarize": True})

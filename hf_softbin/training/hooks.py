@@ -1,4 +1,5 @@
-"""What a training loop does to a model between steps: clip the latent weights of binary matrices, move PQ codes."""
+"""What a training loop does to a model around its steps: clip the latent weights of binary matrices, move PQ codes
+or let them learn."""
 
 import torch
 
@@ -22,3 +23,10 @@ def register_latent_clipping(optimizer: torch.optim.Optimizer, model: torch.nn.M
 def reassign_pq_codes_(model: torch.nn.Module) -> dict[str, float]:
     """Move the codes of every PQ matrix to the codewords nearest its latent rows; the fraction changed per matrix."""
     return {name: module.reassign_codes_() for name, module in model.named_modules() if isinstance(module, PQMatrix)}
+
+
+def learn_pq_codes(model: torch.nn.Module, temperature: float) -> None:
+    """Let every PQ matrix of `model` choose its codes in each training forward pass (0: codes move only when told)."""
+    for module in model.modules():
+        if isinstance(module, PQMatrix):
+            module.code_temperature = temperature

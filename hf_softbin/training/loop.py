@@ -32,7 +32,7 @@ from ..plotting import plot_curve
 from ..summary import summarize
 from ..tokenization import save_tokenizer, train_word_tokenizer_from_dataset
 from .data import IGNORE_INDEX, batchify, eval_streams, get_batch, load_text_splits, oov_rate, token_stream, tokenize_splits
-from .hooks import reassign_pq_codes_, register_latent_clipping
+from .hooks import learn_pq_codes, reassign_pq_codes_, register_latent_clipping
 from .distill import Teacher, check_same_vocabulary, distillation_loss, hidden_state_loss, init_student_from_teacher
 from .optim import BinarizationRamp, build_optimizer, build_schedule, weight_average
 from .recipe import RunConfig
@@ -279,6 +279,7 @@ class TrainingRun:
         self.eval_every = training.eval_every or real_steps
         self.ramp = (BinarizationRamp(model, round(training.binarize_ramp_epochs * real_steps))
                      if training.binarize_ramp_epochs else None)
+        learn_pq_codes(model, training.pq_code_temperature)
         optimizer = build_optimizer(config, model)
         register_latent_clipping(optimizer, model)
         self.schedule = build_schedule(config, optimizer, self.total_steps)

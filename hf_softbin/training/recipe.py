@@ -64,6 +64,9 @@ class TrainingConfig:
     warmup_steps: int = 0
     eval_every: int = 0  # optimizer steps between evaluations; 0 = once per epoch of the real training text
     pq_reassign_every: int = 0  # optimizer steps between re-assignments of PQ codes; 0 = codes stay fixed
+    # Learn PQ codes end to end (differentiable PQ): each step takes the nearest codewords, with gradients through a
+    # softmax over distances relative to their mean, at this temperature; 0 = off
+    pq_code_temperature: float = 0.0
     log_every: int = 50
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (where the device supports it)
     log_with: str | None = "tensorboard"  # an Accelerate tracker; used only when installed
@@ -200,13 +203,19 @@ def _validate(config: RunConfig, where: str):
         raise ValueError(f"{where}: training.lr must be positive, got {training.lr}")
     if training.scale_lr is not None and training.scale_lr <= 0:
         raise ValueError(f"{where}: training.scale_lr must be positive or null, got {training.scale_lr}")
-    for name in ("bop_threshold", "bop_gamma", "binarize_ramp_epochs"):
+    for name in ("bop_threshold", "bop_gamma", "binarize_ramp_epochs", "pq_code_temperature"):
         if getattr(training, name) < 0:
             raise ValueError(f"{where}: training.{name} must be >= 0, got {getattr(training, name)}")
     if not 0.0 <= training.bop_gamma <= 1.0:
         raise ValueError(f"{where}: training.bop_gamma must be in [0, 1], got {training.bop_gamma}")
     if not 0.0 <= training.ema_decay < 1.0:
         raise ValueError(f"{where}: training.ema_decay must be in [0, 1), got {training.ema_decay}")
+    if training.pq_code_temperature and "pq" not in model.quantization.values():
+        raise ValueError(f"{where}: training.pq_code_temperature learns the codes of PQ matrices, and model.quantization "
+                         "has no 'pq' part")
+    if training.pq_code_temperature and training.pq_reassign_every:
+        raise ValueError(f"{where}: training.pq_code_temperature and training.pq_reassign_every both move PQ codes; "
+                         "set one of them to 0")
     learned_scalars = model.learnable_scale or model.scaling == "bllm"
     if training.optimizer == "bop" and not ("binary" in model.quantization.values() and learned_scalars):
         raise ValueError(f"{where}: training.optimizer bop flips the signs of binary matrices and leaves their "

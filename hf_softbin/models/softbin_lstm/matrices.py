@@ -23,6 +23,7 @@ from .quantizers import (
     packed_width,
     pq_assign,
     pq_decode,
+    pq_straight_through,
     pq_train,
     rank_one_scales,
     round_ste,
@@ -199,7 +200,13 @@ class PQMatrix(WeightMatrix):
     codebooks are themselves soft-binarized (sign bits and one scalar per codeword), in training as in the file.
     With `row_scale`, every decoded row is multiplied by its own learned scalar (shape-gain quantization: the codes
     quantize the row's direction).
+
+    `code_temperature` (set by training, 0 by default) learns the codes end to end instead: every training forward
+    pass gives each sub-vector of the latent rows its nearest codeword, with gradients through a softmax over the
+    codewords (`pq_straight_through`).
     """
+
+    code_temperature = 0.0
 
     def __init__(self, rows, cols, *, subvectors: int, codebook_size: int, codebook_storage: str,
                  storage_dtype: torch.dtype, row_scale: bool = False):
@@ -221,21 +228,28 @@ class PQMatrix(WeightMatrix):
             return binarize(self.codebooks, self.codeword_scale())
         return round_ste(self.codebooks, self.storage_dtype)
 
-    def _decoded(self, index: slice | torch.Tensor, latent_rows: torch.Tensor | None) -> torch.Tensor:
-        decoded = pq_decode(self.codes[index], self.effective_codebooks())
+    def _decoded(self, index: slice | torch.Tensor) -> torch.Tensor:
+        """Rows `index` of the effective matrix; in training, with gradients to the latent rows too."""
+        training = torch.is_grad_enabled()
+        if training and self.code_temperature:
+            codes, decoded = pq_straight_through(self._quantized_rows(index), self.effective_codebooks(),
+                                                 self.code_temperature)
+            with torch.no_grad():
+                self.codes[index] = codes
+        else:
+            decoded = pq_decode(self.codes[index], self.effective_codebooks())
         if self.row_scale is not None:
             decoded = decoded * round_ste(self.row_scale[index], self.storage_dtype)
-        if latent_rows is None:
+        if not training or self.code_temperature:
             return decoded
+        latent_rows = self.weight[index]
         return decoded + (latent_rows - latent_rows.detach())  # value of the codes, gradient also to the latent
 
     def matrix(self):
-        return self._decoded(slice(None), self.weight if torch.is_grad_enabled() else None)
+        return self._decoded(slice(None))
 
     def lookup(self, ids):
-        flat = ids.reshape(-1)
-        latent = F.embedding(flat, self.weight) if torch.is_grad_enabled() else None
-        return self._decoded(flat, latent).view(*ids.shape, self.cols)
+        return self._decoded(ids.reshape(-1)).view(*ids.shape, self.cols)
 
     def codeword_scale(self) -> torch.Tensor:
         """One scalar per codeword, (m, K, 1), at storage precision: the scale of binary codebooks."""
@@ -254,11 +268,12 @@ class PQMatrix(WeightMatrix):
             tensors["row_scale"] = self.row_scale.to(self.storage_dtype)
         return tensors
 
-    def _quantized_rows(self) -> torch.Tensor:
+    def _quantized_rows(self, index: slice | torch.Tensor = slice(None)) -> torch.Tensor:
         """What the codes quantize: the latent rows, or with a row scale their directions (rows of unit norm)."""
+        rows = self.weight[index]
         if self.row_scale is None:
-            return self.weight
-        return self.weight / self.weight.norm(dim=1, keepdim=True).clamp_min(torch.finfo(self.weight.dtype).tiny)
+            return rows
+        return rows / rows.norm(dim=1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny)
 
     @torch.no_grad()
     def fit_to_latent_(self):

@@ -13,6 +13,7 @@ so codes can be re-assigned from it during training.
 """
 
 import torch
+import torch.nn.functional as F
 
 # The precisions a packed checkpoint may keep its floats in (`config.float_storage_dtype`).
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -131,6 +132,25 @@ def pq_assign(matrix: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
     parts = split_subspaces(matrix.detach(), codebooks.shape[0])
     distances = _squared_distances(parts, codebooks.detach())
     return distances.argmin(dim=-1).transpose(0, 1).to(torch.uint8)
+
+
+def pq_straight_through(matrix: torch.Tensor, codebooks: torch.Tensor,
+                        temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable PQ (Chen, Li and Sun, ICML 2020): ((rows, m) codes of the nearest codewords, the decoded rows).
+
+    Each sub-vector is decoded by a one-hot choice of codeword: in the forward pass that of the nearest codeword, in
+    the backward pass a softmax over negative squared distances (divided by their mean over the codewords and by
+    `temperature`). The loss reaches `matrix` and every codeword through the distances, and the chosen codewords
+    also through their values.
+    """
+    parts = split_subspaces(matrix, codebooks.shape[0])  # (m, rows, d)
+    distances = _squared_distances(parts, codebooks)  # (m, rows, K)
+    nearest = distances.argmin(dim=-1)
+    relative = distances / distances.mean(dim=-1, keepdim=True).clamp_min(torch.finfo(distances.dtype).tiny)
+    soft = torch.softmax(-relative / temperature, dim=-1)
+    choice = F.one_hot(nearest, codebooks.shape[1]).to(soft.dtype) + (soft - soft.detach())
+    decoded = (choice @ codebooks).transpose(0, 1).reshape(matrix.shape[0], -1)
+    return nearest.transpose(0, 1).to(torch.uint8), decoded
 
 
 def _squared_distances(points: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
