@@ -15,8 +15,8 @@ Every family (float teacher, BLLM, soft, soft + KD) is searched the same way:
 3. the winner is the finalist with the lowest validation perplexity. Test perplexity is recorded for the report
    and never read by this script to choose anything.
 
-Each run is saved as it finishes (`--results`, JSON); a second invocation skips what is done, so the search can be
-interrupted and continued. The winners are copied into the recipes by hand, with the table this writes.
+Each run is saved as it finishes (`--results`, JSON); a second invocation skips what is done and continues an
+interrupted screen from its last checkpoint, so the search can be stopped at any time and continued. The winners are copied into the recipes by hand, with the table this writes.
 
 The `quality` family studies changes to the training method of soft + KD (not its hyper-parameters): which text to
 distil on (the real text, or the real text with text sampled from the teacher), then one method at a time on the best
@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
 
 from hf_softbin.atomic import write_text_atomic  # noqa: E402
+from hf_softbin.training.run_files import CHECKPOINT_DIR  # noqa: E402
 
 RECIPES = os.path.join("configs", "wt2-mini")
 # Settings trained to convergence after screening, per family.
@@ -247,8 +248,11 @@ class Search:
             if setting in self.args.later or (setting in entries and "screen" in entries[setting]):
                 continue
             merged = {**base, **overrides, **self.screen_budget(family), **self.args.extra}
-            print(f"[{family}] screening {setting}", flush=True)
-            outcome = train(recipe, self.run_dir(family, setting), merged, False, self.args.log)
+            run_dir = self.run_dir(family, setting)
+            # a screen stopped with its session continues from its last evaluation's checkpoint
+            interrupted = os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR))
+            print(f"[{family}] {'continuing' if interrupted else 'screening'} {setting}", flush=True)
+            outcome = train(recipe, run_dir, merged, interrupted, self.args.log)
             entries[setting] = {"overrides": {**base, **overrides}, "changes": overrides, "screen": outcome}
             self.save()
             print(f"[{family}] {setting}: valid ppl {outcome['valid_ppl']:.2f}, the best of "

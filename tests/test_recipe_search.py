@@ -153,6 +153,25 @@ def test_later_settings_wait_and_the_next_stage_builds_on_the_best_screened(tmp_
     assert calls == ["sampled7x", "sampled3x+bop"]
 
 
+def test_a_screen_interrupted_with_its_session_continues_from_its_checkpoint(tmp_path, monkeypatch):
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+    (tmp_path / "runs" / "quality" / "kl-only" / "checkpoint").mkdir(parents=True)  # what a stopped screen leaves
+    calls = {}
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls[os.path.basename(output_dir)] = resume
+        return {**outcome(170.0, 3, 3), "test_ppl": 1.0, "valid_curve": [170.0], "wall_seconds": 1.0}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    search.main(["--family", "quality", "--teacher", str(teacher), "--stop-after", "text", "--runs-dir",
+                 str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log")])
+    assert calls == {"recipe": False, "kl-only": True, "sampled1x": False, "sampled3x": False, "sampled7x": False}
+
+
 def test_a_pass_over_the_real_text_is_counted_in_optimizer_steps(wt2_mini, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)  # the recipes name the corpus relative to the repository
     # 216,348 tokens (words, one <eos> a line and the leading one) in 20 rows, cut into segments of 35
