@@ -385,8 +385,22 @@ def text_extent(annotation, renderer):
     return Text.get_window_extent(annotation, renderer)
 
 
+def study_rows(results: dict) -> list[dict]:
+    """The quality study's winners trained to early stopping, as rows of the plot: the new frontier beside the
+    benchmark's rows (one seed each until benchmarks/seeds.py has run their recipes)."""
+    quality = results.get("quality", {})
+    rows = []
+    for family, winner in quality.get("winners", {}).items():
+        final = quality["families"].get(family, {}).get(winner["setting"], {}).get("final")
+        if final and final.get("model_bytes"):
+            rows.append({"name": f"study: {winner['setting']}", "size_bytes": final["model_bytes"],
+                         "test_ppl": final["test_ppl"], "study": True})
+    return rows
+
+
 def ppl_vs_size_figure(rows: list[dict]):
-    """Test perplexity against file size (log scale), every row labelled, and the Pareto front as a staircase."""
+    """Test perplexity against file size (log scale), every row labelled, and the Pareto front as a staircase; the
+    quality study's rows (`study`) are stars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -395,9 +409,13 @@ def ppl_vs_size_figure(rows: list[dict]):
     figure, axis = plt.subplots(figsize=(8, 5), dpi=PLOT_DPI)
     points = [(row["size_bytes"] / 1e6, row["test_ppl"]) for row in rows]
     front = pareto_front(rows)
+    study_label = "quality study winner, trained to early stopping (one seed)"
     for row, (x, y) in zip(rows, points):
-        marker = "s" if row["name"].startswith("KenLM") else ("^" if "PQ" in row["name"] else "o")
-        axis.scatter(x, y, marker=marker, s=30, zorder=3, edgecolors="black" if row in front else "none")
+        marker = ("*" if row.get("study") else "s" if row["name"].startswith("KenLM")
+                  else "^" if "PQ" in row["name"] else "o")
+        label = study_label if row.get("study") else None
+        study_label = None if label else study_label  # one legend entry for all of them
+        axis.scatter(x, y, marker=marker, s=30, zorder=3, edgecolors="black" if row in front else "none", label=label)
     stairs = []  # across from each front row to the next one's size, then down to its perplexity
     for row, following in zip(front, front[1:] + [None]):
         x, y = row["size_bytes"] / 1e6, row["test_ppl"]
@@ -424,7 +442,7 @@ PLOT_DPI = 110
 def plot(results: dict, path: str) -> None:
     from hf_softbin.plotting import save_figure
 
-    save_figure(ppl_vs_size_figure(results["rows"]), path, dpi=PLOT_DPI)
+    save_figure(ppl_vs_size_figure(results["rows"] + study_rows(results)), path, dpi=PLOT_DPI)
 
 
 SECTIONS = (("benchmark", render_benchmark), ("seeds", render_seeds), ("quality", render_quality), ("asr", render_asr), ("search", render_search),

@@ -200,7 +200,8 @@ def train(recipe: str, output_dir: str, overrides: dict, resume: bool, log_path:
     history = metrics["history"]
     return {"valid_ppl": metrics["valid_ppl"], "test_ppl": metrics["test_ppl"], "epochs": metrics["epochs"],
             "best_epoch": metrics["best_epoch"], "stopped_early": metrics["stopped_early"],
-            "compression_ratio": metrics["compression_ratio"], "train_seconds": metrics["train_seconds"],
+            "compression_ratio": metrics["compression_ratio"], "model_bytes": metrics["model_bytes"],
+            "train_seconds": metrics["train_seconds"],
             "wall_seconds": time.time() - began,
             "valid_curve": [round(point["valid_ppl"], 2) for point in history],
             "sampled_tokens": (metrics.get("sampled_text") or {}).get("tokens", 0)}

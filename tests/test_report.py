@@ -5,7 +5,9 @@ import json
 import random
 import sys
 
+import numpy
 import pytest
+from matplotlib.markers import MarkerStyle
 
 from conftest import REPO_ROOT
 
@@ -50,6 +52,24 @@ def test_the_committed_results_plot_without_overlapping_labels():
     assert_labels_are_clear(figure, rows)
     front = {r["name"] for r in report.pareto_front(rows)}
     assert "soft + KD" in front and "soft" not in front  # soft + KD is as small and better
+
+
+def test_the_quality_studys_finalists_join_the_plot_beside_the_benchmark_rows():
+    results = json.loads((REPO_ROOT / "benchmarks" / "results.json").read_text())
+    final = {"valid_ppl": 170.0, "test_ppl": 160.0, "model_bytes": 860_000}
+    results["quality"] = {"winners": {"quality": {"setting": "sampled3x"}, "pq": {"setting": "m5"}},
+                          "families": {"quality": {"sampled3x": {"screen": {}, "final": final}},
+                                       "pq": {"m5": {"screen": {}}}}}  # the PQ winner was only screened
+    added = report.study_rows(results)
+    assert added == [{"name": "study: sampled3x", "size_bytes": 860_000, "test_ppl": 160.0, "study": True}]
+    rows = results["rows"] + added
+    figure = report.ppl_vs_size_figure(rows)
+    assert_labels_are_clear(figure, rows)
+    assert "study: sampled3x" in {r["name"] for r in report.pareto_front(rows)}
+    style = MarkerStyle("*")
+    star = style.get_path().transformed(style.get_transform()).vertices  # as a scatter series draws it
+    drawn = [collection.get_paths()[0].vertices for collection in figure.axes[0].collections]
+    assert sum(numpy.array_equal(vertices, star) for vertices in drawn) == 1  # the study's row, as a star
 
 
 @pytest.mark.parametrize("seed", [0, 1])
