@@ -75,12 +75,18 @@ def test_row_col_needs_learned_scalars(tiny_config):
         tiny_config(scaling="row_col")
 
 
-def test_row_col_keeps_its_column_scalars_packed_and_scores_alike_in_every_memory_mode(tiny_config, tmp_path):
+@pytest.mark.parametrize("layout, name, shape", [
+    (ROW_COL, "lm_head.col_scale", (1, 16)),  # a scalar per input column of the binary output layer
+    (dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors=4, pq_codebook_size=8,
+          pq_row_scale=True), "lm_head.row_scale", (40, 1)),  # a scalar per word of a PQ output layer
+], ids=["row_col", "pq_row_scale"])
+def test_new_scalars_are_stored_in_float16_and_score_alike_in_every_memory_mode(tiny_config, tmp_path, layout, name,
+                                                                               shape):
     torch.manual_seed(0)
-    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(**ROW_COL)))
+    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(**layout)))
     model.save_pretrained(tmp_path)
     tensors = load_file(tmp_path / "model.safetensors")
-    assert tensors["lm_head.col_scale"].shape == (1, 16) and tensors["lm_head.col_scale"].dtype == torch.float16
+    assert tensors[name].shape == shape and tensors[name].dtype == torch.float16
     ids = torch.randint(0, 40, (3, 9))
     with torch.no_grad():
         expected = model(ids).logits
@@ -109,10 +115,6 @@ def test_row_col_checkpoint_loads_as_remote_code_without_the_package(tiny_config
 
 
 # ---- a scalar per row of PQ matrices ---------------------------------------------------------------------------
-
-PQ_ROW_SCALE = dict(quantization={"embedding": "pq", "lstm": "binary", "output": "pq"}, pq_subvectors=4,
-                    pq_codebook_size=8, pq_row_scale=True)
-
 
 def test_pq_row_scale_matrix_and_its_gradients_follow_the_definition():
     torch.manual_seed(0)
@@ -152,22 +154,6 @@ def test_pq_row_scale_fits_rows_that_differ_only_in_length():
         with torch.no_grad():
             errors[row_scale] = (matrix.matrix() - rows).norm() / rows.norm()
     assert errors[True] < 1e-5 < 0.05 < errors[False]  # 4 codewords cannot follow 64 lengths; 4 directions can
-
-
-def test_pq_row_scale_is_stored_per_row_and_scores_alike_in_every_memory_mode(tiny_config, tmp_path):
-    torch.manual_seed(0)
-    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(**PQ_ROW_SCALE)))
-    model.save_pretrained(tmp_path)
-    tensors = load_file(tmp_path / "model.safetensors")
-    assert tensors["lm_head.row_scale"].shape == (40, 1) and tensors["lm_head.row_scale"].dtype == torch.float16
-    ids = torch.randint(0, 40, (3, 9))
-    with torch.no_grad():
-        expected = model(ids).logits
-        for keep_packed in (False, True):
-            loaded = AutoModelForCausalLM.from_pretrained(tmp_path, keep_packed=keep_packed)
-            assert torch.allclose(loaded(ids).logits, expected, atol=1e-5), keep_packed
-            single = loaded(ids[:, :1]).logits  # one step: table lookups when kept packed
-            assert torch.allclose(single, model(ids[:, :1]).logits, atol=1e-5), keep_packed
 
 
 def test_learned_pq_codes_take_the_nearest_codewords_with_gradients_through_a_softmax():
