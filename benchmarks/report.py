@@ -136,8 +136,9 @@ def render_seeds(results: dict) -> list[str]:
     rows = seeds["rows"]
     reference = rows.get("float")
     lines = ["## Headline rows over seeds", "", f"Command: `{seeds['command']}`. " + _machine_line(results, "seeds"),
-             "", "Each row's shipped recipe (configs/wt2-mini), trained until validation stopped improving, once per "
-             "seed; seed s of a student distils from seed s of the float row. The ratio is of the means.", "",
+             "", "Each row's shipped recipe (configs/wt2-mini), trained until validation stopped improving (or an epoch "
+             "cap: marked `cap`), once per seed; seed s of a student distils from seed s of the float row. The ratio "
+             "is of the means.", "",
              "| row | seeds | test ppl per seed | mean ± sd | mean / float mean | valid ppl per seed | epochs (best) | "
              "minutes of training |", "|---|---|---|---|---|---|---|---|"]
     for key, row in rows.items():
@@ -147,7 +148,8 @@ def render_seeds(results: dict) -> list[str]:
         cells = {name: ", ".join(form(run) for run in runs) for name, form in (
             ("seeds", lambda run: str(run["seed"])), ("test", lambda run: f"{run['test_ppl']:.2f}"),
             ("valid", lambda run: f"{run['valid_ppl']:.2f}"),
-            ("epochs", lambda run: f"{run['epochs']} ({_f(run['best_epoch'], '.0f')})"),
+            ("epochs", lambda run: f"{run['epochs']} ({_f(run['best_epoch'], '.0f')}"
+                                   f"{'' if run.get('stopped_early', True) else ', cap'})"),
             ("minutes", lambda run: f"{run['train_seconds'] / 60:.0f}"))}
         lines.append(f"| {key} | {cells['seeds']} | {cells['test']} | {row['test_ppl_mean']:.2f}{spread} | {ratio} | "
                      f"{cells['valid']} | {cells['epochs']} | {cells['minutes']} |")

@@ -7,7 +7,7 @@
 Perplexities move by about 2% between seeds and between machines, so a headline ratio is a ratio of means. Seed s of
 each student distils from seed s of the float row (its teacher), so the students' spread includes their teachers'.
 Every run trains its recipe from configs/wt2-mini unchanged but for the seed, the teacher and the output directory,
-until validation stops improving. A run whose metrics.json exists is kept (the command continues where it stopped);
+until validation stops improving (or its recipe's epoch cap). A run whose metrics.json exists is kept (the command continues where it stopped);
 each finished run is written into benchmarks/results.json at once: the `seeds` section (per row: every seed's test
 and validation perplexity, epochs and training time) and, in the benchmark's `rows`, `test_ppl_seeds` with `test_ppl`
 their mean (and every row's ratio to the float row's mean).
@@ -49,7 +49,7 @@ def train_seed(args, row: str, seed: int) -> dict:
     with open(metrics_file, encoding="utf-8") as handle:
         metrics = json.load(handle)
     return {"seed": seed, "run_dir": directory, "test_ppl": metrics["test_ppl"], "valid_ppl": metrics["valid_ppl"],
-            "epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"],
+            "epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"], "stopped_early": metrics["stopped_early"],
             "train_seconds": metrics["train_seconds"], "compression_ratio": metrics["compression_ratio"],
             "valid_curve": [round(point["valid_ppl"], 2) for point in metrics["history"]]}
 
@@ -61,13 +61,15 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def update_results(args, seeds: dict) -> None:
-    """The `seeds` section, and the benchmark rows it measures again: test_ppl = the mean over seeds."""
+    """The `seeds` section (every finished run, at once), and the benchmark rows it measures again once every seed
+    asked for has run: test_ppl = the mean over seeds (a row's headline figure is never a partial mean)."""
     results = report.load(args.results_dir)
     sections = {"seeds": {"command": args.command, "rows": seeds}}
     rows = results.get("rows")
-    if rows:
+    complete = {key for key, row in seeds.items() if {run["seed"] for run in row["runs"]} >= set(args.seeds)}
+    if rows and complete:
         for row in rows:
-            if row["key"] in seeds:
+            if row["key"] in complete:
                 measured = seeds[row["key"]]
                 row["test_ppl_seeds"] = [run["test_ppl"] for run in measured["runs"]]
                 row["test_ppl"] = measured["test_ppl_mean"]
