@@ -59,8 +59,10 @@ STUDY_FAMILIES = ("quality", "parts", "pq")  # changes of method, reported in th
 QUALITY_PROTOCOL = ("Every setting starts from the shipped soft + KD recipe (configs/wt2-mini/soft-kd.yaml) and its "
                     "teacher, changes one thing, and trains for the same number of optimizer steps; validation "
                     "perplexity is measured once per pass over the real training text. The best text is chosen "
-                    "first, then each method is tried on it; the best setting continues to early stopping. Test "
-                    "perplexity is shown, never used to choose.")
+                    "first, then each method is tried on it; the best setting continues to early stopping. The parts "
+                    "family binarizes one part at a time; the pq family starts from the shipped PQ recipe "
+                    "(pq-soft-kd.yaml) on the best text and changes its layout. Test perplexity is shown, never used "
+                    "to choose.")
 # Quality study, first stage: the text the student distils on. The recipe mixes cross-entropy on the real text with
 # the KL term (kd_lambda 0.5); on sampled text only the teacher's distribution means anything, so KL only.
 TEXT_VARIANTS = {
