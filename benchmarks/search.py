@@ -22,8 +22,9 @@ The `quality` family studies changes to the training method of soft + KD (not it
 distil on (the real text, or the real text with text sampled from the teacher), then one method at a time on the best
 text (hidden-state loss, row and column scalars, progressive binarization, weight averaging, slower latent weights,
 Bop, an ensemble teacher); separately, which part of the model costs the most when it alone is binarized (`--family
-parts`), and product-quantized layouts of 50x or more on that text (`--family pq`). These settings all train for the same number of optimizer steps (`--screen-epochs` passes' worth of
-the real text) and are evaluated once per pass over the real text, whatever text they train on.
+parts`), product-quantized layouts of 50x or more on that text (`--family pq`), and the fair row beside them: a float
+model distilled the same way (`--family float-kd`). These settings all train for the same number of optimizer steps
+(`--screen-epochs` passes' worth of the real text) and are evaluated once per pass over the real text, whatever text they train on.
 """
 
 import argparse
@@ -41,7 +42,8 @@ from hf_softbin.training.run_files import CHECKPOINT_DIR  # noqa: E402
 
 RECIPES = os.path.join("configs", "wt2-mini")
 # Settings trained to convergence after screening, per family.
-FINALISTS = {"teacher": 1, "bllm": 2, "soft": 1, "soft-kd": 2, "pq-soft-kd": 1, "quality": 1, "parts": 0, "pq": 1}
+FINALISTS = {"teacher": 1, "bllm": 2, "soft": 1, "soft-kd": 2, "pq-soft-kd": 1, "quality": 1, "parts": 0, "pq": 1,
+             "float-kd": 1}
 # Product quantization (5 codes a row): codes fixed or re-assigned from the latent rows every 200 steps, codebooks in
 # float16 or soft-binarized. Trained with the soft + KD winner's settings.
 PQ_VARIANTS = {
@@ -54,15 +56,16 @@ PROTOCOL = ("Each setting trains for a few epochs (screening); the best by valid
             "its screening checkpoint until validation stops improving or the epoch cap; the winner is the finalist "
             "with the lowest validation perplexity (where no finalist was trained, the best screened setting; PQ variants "
             "compete only at the smallest file). Test perplexity is shown, never used to choose.")
-FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd", "quality", "parts", "pq")
-STUDY_FAMILIES = ("quality", "parts", "pq")  # changes of method, reported in their own section
+FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd", "quality", "parts", "pq", "float-kd")
+STUDY_FAMILIES = ("quality", "parts", "pq", "float-kd")  # changes of method, reported in their own section
 QUALITY_PROTOCOL = ("Every setting starts from the shipped soft + KD recipe (configs/wt2-mini/soft-kd.yaml) and its "
                     "teacher, changes one thing, and trains for the same number of optimizer steps; validation "
                     "perplexity is measured once per pass over the real training text. The best text is chosen "
                     "first, then each method is tried on it; the best setting continues to early stopping. The parts "
                     "family binarizes one part at a time; the pq family starts from the shipped PQ recipe "
-                    "(pq-soft-kd.yaml) on the best text and changes its layout. Test perplexity is shown, never used "
-                    "to choose.")
+                    "(pq-soft-kd.yaml) on the best text and changes its layout. The float-kd family is the fair row: the "
+                    "same recipe with every part float, distilled from the same teacher. Test perplexity is shown, "
+                    "never used to choose.")
 # Quality study, first stage: the text the student distils on. The recipe mixes cross-entropy on the real text with
 # the KL term (kd_lambda 0.5); on sampled text only the teacher's distribution means anything, so KL only.
 TEXT_VARIANTS = {
@@ -88,10 +91,12 @@ def method_variants(text: str, ensemble: list[str]) -> dict[str, dict]:
     return variants
 
 
-# Product quantization on the quality study's best text (sampled 3x beat the real text alone, 1x and the recipe's
-# mix): layouts of 50x or more on wt2-mini 2x200, from the most bytes to the fewest. A scalar per word costs 2 bytes a
-# row: m=8 with it is the size of m=10 without (58.2x / 58.1x); m=5 float16 codebooks with it would be 47.3x.
-PQ_TEXT = "sampled3x"
+# The quality study's best text (sampled 3x beat the real text alone, 1x and the recipe's mix): the text of the PQ
+# layouts and of the float student.
+BEST_TEXT = "sampled3x"
+# Product quantization on the best text: layouts of 50x or more on wt2-mini 2x200, from the most bytes to the fewest.
+# A scalar per word costs 2 bytes a row: m=8 with it is the size of m=10 without (58.2x / 58.1x); m=5 float16
+# codebooks with it would be 47.3x.
 PQ_LAYOUTS = {
     "m5-fp16-codebooks": {"model.pq_codebook_storage": "float16"},  # 52.9x
     "m10-binary-codebooks": {"model.pq_subvectors": 10},  # 58.1x
@@ -106,6 +111,20 @@ PQ_LAYOUTS = {
 PART_VARIANTS = {f"{part}-only": {"model.quantization": "{" + ", ".join(
     f"{other}: {'binary' if other == part else 'float'}" for other in ("embedding", "lstm", "output")) + "}"}
     for part in ("embedding", "lstm", "output")}
+
+
+def float_student_variants(ensemble: list[str]) -> dict[str, dict]:
+    """The fair row beside the 1-bit student: the float 2x200 model distilled by the same recipe from the same
+    teacher(s), on the real text and on the study's best text. Whatever distillation gives the 1-bit student it may
+    give a float model too, and the best float row is the one the student is measured against."""
+    variants = {"float-student": {}, f"float-student+{BEST_TEXT}": TEXT_VARIANTS[BEST_TEXT]}
+    if ensemble:
+        variants[f"float-student+{BEST_TEXT}+ensemble{len(ensemble) + 1}"] = {
+            **TEXT_VARIANTS[BEST_TEXT], "distill.ensemble": "[" + ",".join(ensemble) + "]"}
+    return variants
+
+
+FLOAT_STUDENT = {"model.quantization": "{embedding: float, lstm: float, output: float}"}
 
 OPTIMIZERS = {
     "sgd-lr10": {"training.optimizer": "sgd", "training.lr": 10},
@@ -317,8 +336,12 @@ class Search:
         if family == "parts":
             self.screen(family, PART_VARIANTS, "soft-kd.yaml", base)
             return
+        if family == "float-kd":
+            self.screen(family, float_student_variants(self.args.ensemble), "soft-kd.yaml", {**base, **FLOAT_STUDENT})
+            self.finish(family, "soft-kd.yaml")
+            return
         if family == "pq":
-            self.screen(family, PQ_LAYOUTS, "pq-soft-kd.yaml", {**base, **TEXT_VARIANTS[PQ_TEXT]})
+            self.screen(family, PQ_LAYOUTS, "pq-soft-kd.yaml", {**base, **TEXT_VARIANTS[BEST_TEXT]})
             self.finish(family, "pq-soft-kd.yaml")
             return
         self.screen(family, TEXT_VARIANTS, "soft-kd.yaml", base)

@@ -176,3 +176,31 @@ def test_a_pass_over_the_real_text_is_counted_in_optimizer_steps(wt2_mini, monke
     monkeypatch.chdir(REPO_ROOT)  # the recipes name the corpus relative to the repository
     # 216,348 tokens (words, one <eos> a line and the leading one) in 20 rows, cut into segments of 35
     assert search.real_text_steps("soft-kd.yaml") == 310
+
+
+def test_the_fair_row_is_a_float_student_distilled_the_same_way(tmp_path, monkeypatch):
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+    calls = []
+    valid = {"float-student+sampled3x+ensemble2": 155.0}
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append((os.path.basename(output_dir), overrides, resume))
+        return {**outcome(valid.get(calls[-1][0], 158.0), 3, 3, compression_ratio=1.0), "test_ppl": 1.0,
+                "valid_curve": [158.0], "wall_seconds": 1.0}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    search.main(["--family", "float-kd", "--teacher", str(teacher), "--ensemble", "teacher-s2", "--runs-dir",
+                 str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log")])
+    screens = {name: overrides for name, overrides, resume in calls if not resume}
+    assert list(screens) == ["float-student", "float-student+sampled3x", "float-student+sampled3x+ensemble2"]
+    for overrides in screens.values():
+        assert overrides["model.quantization"] == "{embedding: float, lstm: float, output: float}"
+        assert overrides["distill.teacher"] == str(teacher)
+    assert screens["float-student"]["distill.kd_lambda"] == 0.5  # the shipped recipe's mix on the real text
+    ensemble = screens["float-student+sampled3x+ensemble2"]
+    assert ensemble["distill.sampled_text_ratio"] == 3 and ensemble["distill.ensemble"] == "[teacher-s2]"
+    assert [name for name, _, resume in calls if resume] == ["float-student+sampled3x+ensemble2"]
