@@ -24,7 +24,8 @@ text (hidden-state loss, row and column scalars, progressive binarization, weigh
 Bop, an ensemble teacher); separately, which part of the model costs the most when it alone is binarized (`--family
 parts`), product-quantized layouts of 50x or more on that text (`--family pq`), and the fair row beside them: a float
 model distilled the same way (`--family float-kd`). These settings all train for the same number of optimizer steps
-(`--screen-epochs` passes' worth of the real text) and are evaluated once per pass over the real text, whatever text they train on.
+(`--screen-epochs` passes' worth of the real text) and are evaluated once per pass over the real text, whatever text
+they train on.
 """
 
 import argparse
@@ -63,9 +64,9 @@ QUALITY_PROTOCOL = ("Every setting starts from the shipped soft + KD recipe (con
                     "perplexity is measured once per pass over the real training text. The best text is chosen "
                     "first, then each method is tried on it; the best setting continues to early stopping. The parts "
                     "family binarizes one part at a time; the pq family starts from the shipped PQ recipe "
-                    "(pq-soft-kd.yaml) on the best text and changes its layout. The float-kd family is the fair row: the "
-                    "same recipe with every part float, distilled from the same teacher. Test perplexity is shown, "
-                    "never used to choose.")
+                    "(pq-soft-kd.yaml) on the best text and changes its layout. The float-kd family is the fair "
+                    "row: the same recipe with every part float, distilled from the same teacher. Test perplexity "
+                    "is shown, never used to choose.")
 # Quality study, first stage: the text the student distils on. The recipe mixes cross-entropy on the real text with
 # the KL term (kd_lambda 0.5); on sampled text only the teacher's distribution means anything, so KL only.
 TEXT_VARIANTS = {

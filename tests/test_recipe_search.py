@@ -4,10 +4,22 @@ import os
 import sys
 from argparse import Namespace
 
+import pytest
+
 from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import search  # noqa: E402  (benchmarks/search.py)
+
+
+@pytest.fixture
+def teacher(tmp_path):
+    """A finished float run, as far as the quality study reads it."""
+    directory = tmp_path / "teacher"
+    directory.mkdir()
+    metrics = '{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}'
+    (directory / "metrics.json").write_text(metrics)
+    return directory
 
 
 def outcome(valid_ppl: float, best_epoch: int, epochs: int = 2, compression_ratio: float = 28.4) -> dict:
@@ -34,10 +46,8 @@ def test_pq_variants_compete_only_at_the_smallest_file(tmp_path):
     assert chooser.best_screened("soft-kd", 1) == ["b"]
 
 
-def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on_the_best(tmp_path, monkeypatch):
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
-    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on_the_best(tmp_path, teacher,
+                                                                                          monkeypatch):
     calls = []
     # The recorded outcome of a setting: sampled text 3x is the best text; row and column scalars help on it.
     valid = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 171.0, "sampled3x": 169.0, "sampled7x": 170.0,
@@ -67,10 +77,7 @@ def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on
     assert updates[-1]["quality"]["teachers"]["quality"]["valid_ppl"] == 160.0
 
 
-def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_best(tmp_path, monkeypatch):
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
-    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_best(tmp_path, teacher, monkeypatch):
     calls = []
     valid = {"m10-binary-codebooks": 171.0}
 
@@ -110,10 +117,7 @@ def test_families_saved_by_separate_commands_share_the_quality_section(tmp_path)
     assert "search" not in report.load(str(tmp_path))
 
 
-def test_first_settings_are_screened_before_the_others_in_the_order_given(tmp_path, monkeypatch):
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
-    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+def test_first_settings_are_screened_before_the_others_in_the_order_given(tmp_path, teacher, monkeypatch):
     calls = []
 
     def fake_train(recipe, output_dir, overrides, resume, log_path):
@@ -129,10 +133,7 @@ def test_first_settings_are_screened_before_the_others_in_the_order_given(tmp_pa
     assert calls == ["sampled3x", "recipe", "kl-only", "sampled1x", "sampled7x"]
 
 
-def test_later_settings_wait_and_the_next_stage_builds_on_the_best_screened(tmp_path, monkeypatch):
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
-    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+def test_later_settings_wait_and_the_next_stage_builds_on_the_best_screened(tmp_path, teacher, monkeypatch):
     calls = []
     valid = {"sampled1x": 171.0, "sampled3x": 169.0}
 
@@ -153,10 +154,7 @@ def test_later_settings_wait_and_the_next_stage_builds_on_the_best_screened(tmp_
     assert calls == ["sampled7x", "sampled3x+bop"]
 
 
-def test_a_screen_interrupted_with_its_session_continues_from_its_checkpoint(tmp_path, monkeypatch):
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
-    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+def test_a_screen_interrupted_with_its_session_continues_from_its_checkpoint(tmp_path, teacher, monkeypatch):
     (tmp_path / "runs" / "quality" / "kl-only" / "checkpoint").mkdir(parents=True)  # what a stopped screen leaves
     calls = {}
 
@@ -178,10 +176,7 @@ def test_a_pass_over_the_real_text_is_counted_in_optimizer_steps(wt2_mini, monke
     assert search.real_text_steps("soft-kd.yaml") == 310
 
 
-def test_the_fair_row_is_a_float_student_distilled_the_same_way(tmp_path, monkeypatch):
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
-    (teacher / "metrics.json").write_text('{"valid_ppl": 160.0, "test_ppl": 163.0, "epochs": 20, "train_seconds": 60}')
+def test_the_fair_row_is_a_float_student_distilled_the_same_way(tmp_path, teacher, monkeypatch):
     calls = []
     valid = {"float-student+sampled3x+ensemble2": 155.0}
 
