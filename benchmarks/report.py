@@ -169,8 +169,8 @@ def render_quality(results: dict) -> list[str]:
             lines += [f"Teacher ({family}): `{teacher['run_dir']}`, validation perplexity {teacher['valid_ppl']:.2f}, "
                       f"test {teacher['test_ppl']:.2f} ({teacher['epochs']} epochs, "
                       f"{teacher['train_seconds'] / 60:.0f} min of training).", ""]
-        lines += ["| setting | change | best valid ppl | valid / teacher | validation after each pass over the real "
-                  "text | sampled tokens | size | minutes | test ppl |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| setting | change | best valid ppl | valid / teacher | validation at each evaluation | sampled "
+                  "tokens | size | minutes of training | test ppl |", "|---|---|---|---|---|---|---|---|---|"]
         winner = quality["winners"].get(family, {}).get("setting")
         for setting, entry in sorted(entries.items(), key=lambda item: item[1]["screen"]["valid_ppl"]):
             for stage in ("screen", "final"):
@@ -184,7 +184,7 @@ def render_quality(results: dict) -> list[str]:
                 lines.append(f"| {name} | {change} | {run['valid_ppl']:.2f} | {ratio} | "
                              f"{', '.join(f'{value:.1f}' for value in run['valid_curve'])} | "
                              f"{run.get('sampled_tokens', 0):,} | {run['compression_ratio']:.1f}x | "
-                             f"{run['wall_seconds'] / 60:.0f} | "
+                             f"{run['train_seconds'] / 60:.0f} | "
                              f"{_f(run['test_ppl'])} |")
         lines.append("")
     return lines

@@ -61,7 +61,10 @@ FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd", "quality", "part
 STUDY_FAMILIES = ("quality", "parts", "pq", "float-kd")  # changes of method, reported in their own section
 QUALITY_PROTOCOL = ("Every setting starts from the shipped soft + KD recipe (configs/wt2-mini/soft-kd.yaml) and its "
                     "teacher, changes one thing, and trains for the same number of optimizer steps; validation "
-                    "perplexity is measured once per pass over the real training text. The best text is chosen "
+                    "perplexity is measured after every pass over the real training text's worth of steps and at "
+                    "the end of each pass over the text it trains on (the real text, or the real text with sampled "
+                    "text). Minutes of training add up every session a run took, most of them with two runs "
+                    "sharing the 2 cores. The best text is chosen "
                     "first, then each method is tried on it; the best setting continues to early stopping. The parts "
                     "family binarizes one part at a time; the pq family starts from the shipped PQ recipe "
                     "(pq-soft-kd.yaml) on the best text and changes its layout. The float-kd family is the fair "

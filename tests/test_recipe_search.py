@@ -105,7 +105,8 @@ def test_families_saved_by_separate_commands_share_the_quality_section(tmp_path)
 
     def save(results_file, family):
         chooser = search.Search(Namespace(results=str(tmp_path / results_file), results_dir=str(tmp_path)))
-        screen = {**outcome(170.0, 3), "valid_curve": [171.0, 170.5, 170.0], "test_ppl": None, "wall_seconds": 60.0}
+        screen = {**outcome(170.0, 3), "valid_curve": [171.0, 170.5, 170.0], "test_ppl": None, "wall_seconds": 60.0,
+                  "train_seconds": 50.0}
         chooser.results = {family: {"a": {"screen": screen}}, "commands": {family: f"run {family}"}}
         chooser.save()
 
