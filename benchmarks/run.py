@@ -34,7 +34,8 @@ RECIPES = os.path.join("configs", "wt2-mini")
 # Epoch caps. The float row: the epoch the search's winning run reached (its last epoch improved validation perplexity
 # by 0.005%, after the fifth learning-rate cut). The students: what one benchmark session on 2 CPU cores affords, the
 # same for BLLM, soft and soft + KD so that they compare fairly; their validation curves (metrics.json, RESULTS.md)
-# show how much each was still improving when the cap stopped it.
+# show how much each was still improving when the cap stopped it. An epoch is a pass over a run's training text: for
+# soft + KD, since the quality study, the real text and three times as much text sampled from the teacher.
 EPOCH_CAPS = {"teacher.yaml": 23, "bllm.yaml": 7, "soft.yaml": 7, "soft-kd.yaml": 7, "pq-soft-kd.yaml": 7}
 # The two PQ settings beside the recipe's get less than half of that.
 SHORT_PQ_CAP = 2

@@ -59,19 +59,20 @@ PROTOCOL = ("Each setting trains for a few epochs (screening); the best by valid
             "compete only at the smallest file). Test perplexity is shown, never used to choose.")
 FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd", "quality", "parts", "pq", "float-kd")
 STUDY_FAMILIES = ("quality", "parts", "pq", "float-kd")  # changes of method, reported in their own section
-QUALITY_PROTOCOL = ("Every setting starts from the shipped soft + KD recipe (configs/wt2-mini/soft-kd.yaml) and its "
-                    "teacher, changes one thing, and trains for the same number of optimizer steps; validation "
-                    "perplexity is measured after every pass over the real training text's worth of steps and at "
-                    "the end of each pass over the text it trains on (the real text, or the real text with sampled "
-                    "text). Minutes of training add up every session a run took, most of them with two runs "
-                    "sharing the 2 cores. The best text is chosen "
-                    "first, then each method is tried on it; the best setting continues to early stopping. The parts "
-                    "family binarizes one part at a time; the pq family starts from the shipped PQ recipe "
-                    "(pq-soft-kd.yaml) on the best text and changes its layout. The float-kd family is the fair "
-                    "row: the same recipe with every part float, distilled from the same teacher. Test perplexity "
-                    "is shown, never used to choose.")
-# Quality study, first stage: the text the student distils on. The recipe mixes cross-entropy on the real text with
-# the KL term (kd_lambda 0.5); on sampled text only the teacher's distribution means anything, so KL only.
+QUALITY_PROTOCOL = ("Every setting starts from the soft + KD recipe as the recipe search left it "
+                    "(configs/wt2-mini/soft-kd.yaml with kd_lambda 0.5 on the real text; the study's winner has since"
+                    " replaced it) and its teacher, changes one thing, and trains for the same number of optimizer "
+                    "steps; validation perplexity is measured after every pass over the real training text's worth of"
+                    " steps and at the end of each pass over the text it trains on (the real text, or the real text "
+                    "with sampled text). Minutes of training add up every session a run took, most of them with two "
+                    "runs sharing the 2 cores. The best text is chosen first, then each method is tried on it; the "
+                    "best setting continues to early stopping. The parts family binarizes one part at a time; the pq "
+                    "family starts from the shipped PQ recipe (pq-soft-kd.yaml) on the best text and changes its "
+                    "layout. The float-kd family is the fair row: the same recipe with every part float, distilled "
+                    "from the same teacher. Test perplexity is shown, never used to choose.")
+# Quality study, first stage: the text the student distils on. Its base (`recipe`) is the soft + KD recipe as the
+# hyper-parameter search left it, which mixes cross-entropy on the real text with the KL term (kd_lambda 0.5); on
+# sampled text only the teacher's distribution means anything, so KL only. (The shipped recipe is now the winner.)
 TEXT_VARIANTS = {
     "recipe": {},
     "kl-only": {"distill.kd_lambda": 1.0},
@@ -183,7 +184,7 @@ def family_base(family: str, teacher_dir: str | None) -> tuple[str, dict]:
         return "soft.yaml", {**COMMON, **BINARY_PATIENCE, "model.learnable_scale": True}
     return "soft-kd.yaml", {**COMMON, **BINARY_PATIENCE, "distill.teacher": teacher_dir,
                             "model.learnable_scale": True, "distill.init_from_teacher": True,
-                            "distill.kd_lambda": 0.5, "distill.temperature": 1.0}
+                            "distill.kd_lambda": 0.5, "distill.temperature": 1.0, "distill.sampled_text_ratio": 0}
 
 
 def pq_base(winners: dict) -> tuple[str, dict]:
