@@ -15,8 +15,9 @@ Every family (float teacher, BLLM, soft, soft + KD) is searched the same way:
 3. the winner is the finalist with the lowest validation perplexity. Test perplexity is recorded for the report
    and never read by this script to choose anything.
 
-Each run is saved as it finishes (`--results`, JSON); a second invocation skips what is done and continues an
-interrupted screen from its last checkpoint, so the search can be stopped at any time and continued. The winners are copied into the recipes by hand, with the table this writes.
+Each run is saved as it finishes (`--results`, JSON, and benchmarks/results.json); a second invocation skips what is
+done and continues an interrupted screen from its last checkpoint, so the search can be stopped at any time and
+continued. Without its results file, a search starts from what benchmarks/results.json records. The winners are copied into the recipes by hand, with the table this writes.
 
 The `quality` family studies changes to the training method of soft + KD (not its hyper-parameters): which text to
 distil on (the real text, or the real text with text sampled from the teacher), then one method at a time on the best
@@ -233,10 +234,27 @@ def train(recipe: str, output_dir: str, overrides: dict, resume: bool, log_path:
             "sampled_tokens": (metrics.get("sampled_text") or {}).get("tokens", 0)}
 
 
+def recorded_results(results_dir: str) -> dict:
+    """What benchmarks/results.json records of the searches, as a results file holds it: a search whose results
+    file was lost with its run directories continues from the record (finished settings are not trained again)."""
+    record = report.load(results_dir)
+    results = {}
+    for key in ("search", "quality"):
+        section = record.get(key, {})
+        results.update(section.get("families", {}))
+        for part in ("commands", "winners", "teachers"):
+            results.setdefault(part, {}).update(section.get(part, {}))
+    return results
+
+
 class Search:
     def __init__(self, args):
         self.args = args
-        self.results = json.load(open(args.results)) if os.path.exists(args.results) else {}
+        if os.path.exists(args.results):
+            with open(args.results, encoding="utf-8") as handle:
+                self.results = json.load(handle)
+        else:
+            self.results = recorded_results(args.results_dir)
 
     def save(self):
         """Write the results file, and the search's and the quality study's sections of benchmarks/results.json.
@@ -315,8 +333,11 @@ class Search:
             if "final" in entry:
                 continue
             overrides = {**entry["overrides"], **self.args.extra, "training.max_epochs": self.args.max_epochs}
-            print(f"[{family}] training {setting} to convergence", flush=True)
-            entry["final"] = train(recipe, self.run_dir(family, setting), overrides, True, self.args.log)
+            run_dir = self.run_dir(family, setting)
+            # from the screen's checkpoint; where that run directory was lost, the same run again from the start
+            resume = os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR))
+            print(f"[{family}] training {setting} to convergence{'' if resume else ' (from the start)'}", flush=True)
+            entry["final"] = train(recipe, run_dir, overrides, resume, self.args.log)
             self.save()
         finalists = [name for name in entries if "final" in entries[name]]
         if finalists:

@@ -35,7 +35,7 @@ def test_a_setting_that_peaked_inside_its_screen_is_tried_at_lower_learning_rate
 
 
 def test_pq_variants_compete_only_at_the_smallest_file(tmp_path):
-    args = Namespace(results=str(tmp_path / "absent.json"))
+    args = Namespace(results=str(tmp_path / "absent.json"), results_dir=str(tmp_path))
     chooser = search.Search(args)
     chooser.results = {
         "pq-soft-kd": {"fp16": {"screen": outcome(182.1, 1, compression_ratio=52.94)},
@@ -83,6 +83,7 @@ def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_be
 
     def fake_train(recipe, output_dir, overrides, resume, log_path):
         calls.append((recipe, os.path.basename(output_dir), overrides, resume))
+        os.makedirs(os.path.join(output_dir, "checkpoint"), exist_ok=True)  # what a screen leaves
         return {**outcome(valid.get(calls[-1][1], 175.0), 3, 3), "test_ppl": 1.0, "valid_curve": [175.0],
                 "wall_seconds": 1.0}
 
@@ -90,7 +91,8 @@ def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_be
     monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
     monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
     search.main(["--family", "pq", "--teacher", str(teacher), "--screen-epochs", "3", "--runs-dir",
-                 str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log")])
+                 str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log"),
+                 "--results-dir", str(tmp_path)])
     screens = [call for call in calls if not call[3]]
     assert [name for _, name, _, _ in screens] == list(search.PQ_LAYOUTS)
     assert all(recipe == "pq-soft-kd.yaml" and overrides["training.max_steps"] == 930
@@ -130,7 +132,7 @@ def test_first_settings_are_screened_before_the_others_in_the_order_given(tmp_pa
     monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
     search.main(["--family", "quality", "--teacher", str(teacher), "--stop-after", "text", "--first", "sampled3x",
                  "recipe", "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"),
-                 "--log", str(tmp_path / "log")])
+                 "--log", str(tmp_path / "log"), "--results-dir", str(tmp_path)])
     assert calls == ["sampled3x", "recipe", "kl-only", "sampled1x", "sampled7x"]
 
 
@@ -147,7 +149,8 @@ def test_later_settings_wait_and_the_next_stage_builds_on_the_best_screened(tmp_
     monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
     monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
     common = ["--family", "quality", "--teacher", str(teacher), "--stop-after", "methods", "--runs-dir",
-              str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log")]
+              str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log"),
+                 "--results-dir", str(tmp_path)]
     search.main(common + ["--later", "sampled7x", "sampled3x+bop"])
     assert "sampled7x" not in calls and "sampled3x+bop" not in calls and "sampled3x+row-col" in calls
     calls.clear()
@@ -167,7 +170,8 @@ def test_a_screen_interrupted_with_its_session_continues_from_its_checkpoint(tmp
     monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
     monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
     search.main(["--family", "quality", "--teacher", str(teacher), "--stop-after", "text", "--runs-dir",
-                 str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log")])
+                 str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log"),
+                 "--results-dir", str(tmp_path)])
     assert calls == {"recipe": False, "kl-only": True, "sampled1x": False, "sampled3x": False, "sampled7x": False}
 
 
@@ -183,6 +187,7 @@ def test_the_fair_row_is_a_float_student_distilled_the_same_way(tmp_path, teache
 
     def fake_train(recipe, output_dir, overrides, resume, log_path):
         calls.append((os.path.basename(output_dir), overrides, resume))
+        os.makedirs(os.path.join(output_dir, "checkpoint"), exist_ok=True)  # what a screen leaves
         return {**outcome(valid.get(calls[-1][0], 158.0), 3, 3, compression_ratio=1.0), "test_ppl": 1.0,
                 "valid_curve": [158.0], "wall_seconds": 1.0}
 
@@ -190,7 +195,8 @@ def test_the_fair_row_is_a_float_student_distilled_the_same_way(tmp_path, teache
     monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
     monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
     search.main(["--family", "float-kd", "--teacher", str(teacher), "--ensemble", "teacher-s2", "--runs-dir",
-                 str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log")])
+                 str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log"),
+                 "--results-dir", str(tmp_path)])
     screens = {name: overrides for name, overrides, resume in calls if not resume}
     assert list(screens) == ["float-student", "float-student+sampled3x", "float-student+sampled3x+ensemble2"]
     for overrides in screens.values():
@@ -200,3 +206,32 @@ def test_the_fair_row_is_a_float_student_distilled_the_same_way(tmp_path, teache
     ensemble = screens["float-student+sampled3x+ensemble2"]
     assert ensemble["distill.sampled_text_ratio"] == 3 and ensemble["distill.ensemble"] == "[teacher-s2]"
     assert [name for name, _, resume in calls if resume] == ["float-student+sampled3x+ensemble2"]
+
+
+def test_a_search_whose_results_file_was_lost_continues_from_the_record(tmp_path, teacher, monkeypatch):
+    import report
+
+    run = {"test_ppl": 1.0, "wall_seconds": 1.0, "train_seconds": 1.0, "sampled_tokens": 0}
+    screened = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 171.0, "sampled3x": 169.0}
+    record = {"families": {"quality": {name: {"overrides": {}, "changes": {}, "screen": {
+        **outcome(valid, 3, 3), **run, "valid_curve": [valid]}} for name, valid in screened.items()}},
+              "winners": {}, "teachers": {}, "commands": {"quality": "an earlier session's command"},
+              "protocol": search.QUALITY_PROTOCOL}
+    report.update({"quality": record}, str(tmp_path))  # what benchmarks/results.json keeps in the repository
+    calls = {}
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls[os.path.basename(output_dir)] = resume
+        return {**outcome(170.0, 3, 3), **run, "valid_curve": [170.0]}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    search.main(["--family", "quality", "--teacher", str(teacher), "--finalists", "1", "--later",
+                 *search.method_variants("sampled3x", []), "--runs-dir", str(tmp_path / "runs"),
+                 "--results", str(tmp_path / "lost.json"), "--log", str(tmp_path / "log"),
+                 "--results-dir", str(tmp_path)])
+    # only the text never screened; the best screened setting, whose run directory is gone, trains from the start
+    assert calls == {"sampled7x": False, "sampled3x": False}
+    families = report.load(str(tmp_path))["quality"]["families"]["quality"]
+    assert set(families) == {"recipe", "kl-only", "sampled1x", "sampled3x", "sampled7x"}
+    assert "final" in families["sampled3x"]
