@@ -108,8 +108,8 @@ def render_memory(results: dict) -> list[str]:
 def render_search(results: dict) -> list[str]:
     search = results["search"]
     lines = ["## Recipe search (validation perplexity only)", "", _machine_line(results, "search"), "",
-             "Commands, one a family:", ""]
-    lines += [f"- {family}: `{command}`" for family, command in search["commands"].items()]
+             "Commands:", ""]
+    lines += [f"- {family}: `{command}`" for family, commands in search["commands"].items() for command in commands]
     lines += ["", search["protocol"], "",
               "| family | setting | screening valid ppl (epochs) | converged valid ppl | epochs (best) | test ppl | "
               "compression |", "|---|---|---|---|---|---|---|"]
@@ -161,7 +161,7 @@ def render_quality(results: dict) -> list[str]:
     quality = results["quality"]
     lines = ["## Quality methods: changes to how the 1-bit student is trained", "", _machine_line(results, "quality"),
              "", "Commands:", ""]
-    lines += [f"- {family}: `{command}`" for family, command in quality["commands"].items()]
+    lines += [f"- {family}: `{command}`" for family, commands in quality["commands"].items() for command in commands]
     lines += ["", quality["protocol"], ""]
     for family, entries in quality["families"].items():
         teacher = quality.get("teachers", {}).get(family)

@@ -259,8 +259,9 @@ class Search:
     def save(self):
         """Write the results file, and the search's and the quality study's sections of benchmarks/results.json.
 
-        A section keeps the families it holds from other results files (the quality study's families may run as
-        separate commands, at the same time), and takes this file's."""
+        A section keeps what other results files put there (the quality study's families, and settings of one
+        family, may run as separate commands at the same time) and adds this file's: its families' settings, each
+        family's commands."""
         write_text_atomic(self.args.results, json.dumps(self.results, indent=1) + "\n")
         families = {name: entries for name, entries in self.results.items()
                     if name not in ("winners", "commands", "teachers")}
@@ -274,7 +275,16 @@ class Search:
                 continue
             section = {part: dict(existing.get(key, {}).get(part, {})) for part in mine}
             for part, values in mine.items():
-                section[part].update({name: value for name, value in values.items() if name in names})
+                for name, value in values.items():
+                    if name not in names:
+                        continue
+                    if part == "families":  # two commands may screen settings of one family at the same time
+                        recorded = section[part].get(name, {})
+                        value = {**recorded, **{setting: {**recorded.get(setting, {}), **entry}
+                                                for setting, entry in value.items()}}
+                    elif part == "commands":
+                        value = list(dict.fromkeys(section[part].get(name, []) + value))
+                    section[part][name] = value
             section["protocol"] = PROTOCOL if key == "search" else QUALITY_PROTOCOL
             section["not_searched"] = [name for name in names if name not in section["winners"]]
             sections[key] = section
@@ -389,7 +399,9 @@ class Search:
         return self.results["winners"]["teacher"]["run_dir"]
 
     def family(self, family: str):
-        self.results.setdefault("commands", {})[family] = self.args.command
+        commands = self.results.setdefault("commands", {}).setdefault(family, [])
+        if self.args.command not in commands:
+            commands.append(self.args.command)
         if family in STUDY_FAMILIES:
             self.quality(family)
             return

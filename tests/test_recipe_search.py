@@ -109,15 +109,33 @@ def test_families_saved_by_separate_commands_share_the_quality_section(tmp_path)
         chooser = search.Search(Namespace(results=str(tmp_path / results_file), results_dir=str(tmp_path)))
         screen = {**outcome(170.0, 3), "valid_curve": [171.0, 170.5, 170.0], "test_ppl": None, "wall_seconds": 60.0,
                   "train_seconds": 50.0}
-        chooser.results = {family: {"a": {"screen": screen}}, "commands": {family: f"run {family}"}}
+        chooser.results = {family: {"a": {"screen": screen}}, "commands": {family: [f"run {family}"]}}
         chooser.save()
 
     save("quality.json", "quality")
     save("parts.json", "parts")
     section = report.load(str(tmp_path))["quality"]
     assert set(section["families"]) == {"quality", "parts"}
-    assert section["commands"] == {"quality": "run quality", "parts": "run parts"}
+    assert section["commands"] == {"quality": ["run quality"], "parts": ["run parts"]}
     assert "search" not in report.load(str(tmp_path))
+
+
+def test_two_commands_screening_one_family_keep_each_others_settings(tmp_path):
+    import report
+
+    screen = {**outcome(170.0, 3), "valid_curve": [170.0], "test_ppl": None, "wall_seconds": 60.0,
+              "train_seconds": 50.0}
+    first, second = (search.Search(Namespace(results=str(tmp_path / name), results_dir=str(tmp_path)))
+                     for name in ("first.json", "second.json"))
+    first.results = {"quality": {"a": {"screen": screen}}, "commands": {"quality": ["first"]}}
+    first.save()
+    second.results = {"quality": {"a": {"screen": screen}, "b": {"screen": screen}}, "commands": {"quality": ["second"]}}
+    first.results["quality"]["a"]["final"] = screen  # the first command trains `a` on while the second screens `b`
+    first.save()
+    second.save()  # its `a` is the record it started from: it keeps the other command's final run
+    section = report.load(str(tmp_path))["quality"]
+    assert set(section["families"]["quality"]) == {"a", "b"} and "final" in section["families"]["quality"]["a"]
+    assert section["commands"]["quality"] == ["first", "second"]
 
 
 def test_first_settings_are_screened_before_the_others_in_the_order_given(tmp_path, teacher, monkeypatch):
@@ -215,7 +233,7 @@ def test_a_search_whose_results_file_was_lost_continues_from_the_record(tmp_path
     screened = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 171.0, "sampled3x": 169.0}
     record = {"families": {"quality": {name: {"overrides": {}, "changes": {}, "screen": {
         **outcome(valid, 3, 3), **run, "valid_curve": [valid]}} for name, valid in screened.items()}},
-              "winners": {}, "teachers": {}, "commands": {"quality": "an earlier session's command"},
+              "winners": {}, "teachers": {}, "commands": {"quality": ["an earlier session's command"]},
               "protocol": search.QUALITY_PROTOCOL}
     report.update({"quality": record}, str(tmp_path))  # what benchmarks/results.json keeps in the repository
     calls = {}
