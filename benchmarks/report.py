@@ -54,7 +54,10 @@ def _mb(size) -> str:
 
 
 def _machine_line(results: dict, key: str) -> str:
-    m = results.get("machines", {}).get(key)
+    return _measured_on(results.get("machines", {}).get(key))
+
+
+def _measured_on(m: dict | None) -> str:
     if not m:
         return ""
     return (f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, torch threads {m['torch_threads']}; Python "
@@ -157,36 +160,47 @@ def render_seeds(results: dict) -> list[str]:
 
 
 def render_quality(results: dict) -> list[str]:
-    """The quality study: every setting screened, its validation curve, the finalist's full run."""
+    """The quality study: every setting screened, its validation curve, the finalist's full run; then what earlier
+    teachers gave (a study distils from one teacher, and starts again with another)."""
     quality = results["quality"]
     lines = ["## Quality methods: changes to how the 1-bit student is trained", "", _machine_line(results, "quality"),
              "", "Commands:", ""]
     lines += [f"- {family}: `{command}`" for family, commands in quality["commands"].items() for command in commands]
     lines += ["", quality["protocol"], ""]
     for family, entries in quality["families"].items():
-        teacher = quality.get("teachers", {}).get(family)
-        if teacher:
-            lines += [f"Teacher ({family}): `{teacher['run_dir']}`, validation perplexity {teacher['valid_ppl']:.2f}, "
-                      f"test {teacher['test_ppl']:.2f} ({teacher['epochs']} epochs, "
-                      f"{teacher['train_seconds'] / 60:.0f} min of training).", ""]
-        lines += ["| setting | change | best valid ppl | valid / teacher | validation at each evaluation | sampled "
-                  "tokens | size | minutes of training | test ppl |", "|---|---|---|---|---|---|---|---|---|"]
-        winner = quality["winners"].get(family, {}).get("setting")
-        for setting, entry in sorted(entries.items(), key=lambda item: item[1]["screen"]["valid_ppl"]):
-            for stage in ("screen", "final"):
-                run = entry.get(stage)
-                if run is None:
-                    continue
-                change = ", ".join(f"{key}={value}" for key, value in entry.get("changes", {}).items()) or "(none)"
-                ratio = _f(teacher and run["valid_ppl"] / teacher["valid_ppl"], ".3f")
-                name = f"`{setting}`" + (" **(winner)**" if setting == winner and stage == "final" else "")
-                name += " (continued to early stopping)" if stage == "final" else ""
-                lines.append(f"| {name} | {change} | {run['valid_ppl']:.2f} | {ratio} | "
-                             f"{', '.join(f'{value:.1f}' for value in run['valid_curve'])} | "
-                             f"{run.get('sampled_tokens', 0):,} | {run['compression_ratio']:.1f}x | "
-                             f"{run['train_seconds'] / 60:.0f} | "
-                             f"{_f(run['test_ppl'])} |")
-        lines.append("")
+        lines += _quality_table(family, entries, quality.get("teachers", {}).get(family),
+                                quality["winners"].get(family, {}).get("setting"))
+    for study in quality.get("earlier", []):
+        lines += [f"### {study['family']}, with an earlier teacher", "",
+                  _measured_on(study["machine"]), "", "Commands:", ""]
+        lines += [f"- `{command}`" for command in study["commands"]] + [""]
+        lines += _quality_table(study["family"], study["settings"], study["teacher"], study["winner"])
+    return lines
+
+
+def _quality_table(family: str, entries: dict, teacher: dict | None, winner: str | None) -> list[str]:
+    lines = []
+    if teacher:
+        lines += [f"Teacher ({family}): `{teacher['run_dir']}`, validation perplexity {teacher['valid_ppl']:.2f}, "
+                  f"test {teacher['test_ppl']:.2f} ({teacher['epochs']} epochs, "
+                  f"{teacher['train_seconds'] / 60:.0f} min of training).", ""]
+    lines += ["| setting | change | best valid ppl | valid / teacher | validation at each evaluation | sampled "
+              "tokens | size | minutes of training | test ppl |", "|---|---|---|---|---|---|---|---|---|"]
+    for setting, entry in sorted(entries.items(), key=lambda item: item[1]["screen"]["valid_ppl"]):
+        for stage in ("screen", "final"):
+            run = entry.get(stage)
+            if run is None:
+                continue
+            change = ", ".join(f"{key}={value}" for key, value in entry.get("changes", {}).items()) or "(none)"
+            ratio = _f(teacher and run["valid_ppl"] / teacher["valid_ppl"], ".3f")
+            name = f"`{setting}`" + (" **(winner)**" if setting == winner and stage == "final" else "")
+            name += " (continued to early stopping)" if stage == "final" else ""
+            lines.append(f"| {name} | {change} | {run['valid_ppl']:.2f} | {ratio} | "
+                         f"{', '.join(f'{value:.1f}' for value in run['valid_curve'])} | "
+                         f"{run.get('sampled_tokens', 0):,} | {run['compression_ratio']:.1f}x | "
+                         f"{run['train_seconds'] / 60:.0f} | "
+                         f"{_f(run['test_ppl'])} |")
+    lines.append("")
     return lines
 
 

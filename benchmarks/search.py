@@ -247,6 +247,14 @@ def recorded_results(results_dir: str) -> dict:
     return results
 
 
+def same_teacher(recorded: dict | None, current: dict | None) -> bool:
+    """Whether two records of a study's teacher are one run (a teacher trained again, or on another machine, gives
+    other perplexities: its students cannot be compared with the first teacher's)."""
+    if recorded is None or current is None:
+        return True
+    return (recorded["run_dir"], recorded["valid_ppl"]) == (current["run_dir"], current["valid_ppl"])
+
+
 class Search:
     def __init__(self, args):
         self.args = args
@@ -264,7 +272,7 @@ class Search:
         family's commands."""
         write_text_atomic(self.args.results, json.dumps(self.results, indent=1) + "\n")
         families = {name: entries for name, entries in self.results.items()
-                    if name not in ("winners", "commands", "teachers")}
+                    if name not in ("winners", "commands", "teachers", "earlier")}
         mine = {"commands": self.results.get("commands", {}), "families": families,
                 "winners": self.results.get("winners", {}), "teachers": self.results.get("teachers", {})}
         existing = report.load(self.args.results_dir)
@@ -274,6 +282,13 @@ class Search:
             if not any(name in names for name in families):
                 continue
             section = {part: dict(existing.get(key, {}).get(part, {})) for part in mine}
+            for name in families:  # a study started again with another teacher replaces the record's
+                if not same_teacher(section["teachers"].get(name), mine["teachers"].get(name)):
+                    for part in section.values():
+                        part.pop(name, None)
+            if key == "quality":
+                earlier = existing.get(key, {}).get("earlier", []) + self.results.get("earlier", [])
+                section["earlier"] = [study for index, study in enumerate(earlier) if study not in earlier[:index]]
             for part, values in mine.items():
                 for name, value in values.items():
                     if name not in names:
@@ -360,15 +375,29 @@ class Search:
         shown = entries[winner].get("final", entries[winner]["screen"])
         print(f"[{family}] winner {winner}: valid ppl {shown['valid_ppl']:.2f}", flush=True)
 
+    def start_study(self, family: str):
+        """Record the study's teacher. A study distils from one teacher: with another one, the family starts again,
+        and what it measured with the earlier teacher is kept as it was (`earlier`, with the machine it ran on)."""
+        teacher = self.teacher_dir(family)
+        with open(os.path.join(teacher, "metrics.json")) as handle:
+            metrics = json.load(handle)
+        current = {"run_dir": teacher, "valid_ppl": metrics["valid_ppl"], "test_ppl": metrics["test_ppl"],
+                   "epochs": metrics["epochs"], "train_seconds": metrics["train_seconds"]}
+        teachers = self.results.setdefault("teachers", {})
+        if family in self.results and not same_teacher(teachers.get(family), current):
+            print(f"[{family}] {teacher} is not the teacher of the recorded study (validation perplexity "
+                  f"{teachers[family]['valid_ppl']:.2f}, now {current['valid_ppl']:.2f}): starting it again", flush=True)
+            self.results.setdefault("earlier", []).append({
+                "family": family, "teacher": teachers[family], "settings": self.results.pop(family),
+                "winner": self.results.get("winners", {}).pop(family, {}).get("setting"),
+                "commands": self.results.get("commands", {}).pop(family, []),
+                "machine": report.load(self.args.results_dir).get("machines", {}).get("quality")})
+        teachers[family] = current
+
     def quality(self, family: str):
         """The quality study (see the module docstring): text first, then methods on the best text; or the parts."""
         teacher = self.teacher_dir(family)
         base = family_base("soft-kd", teacher)[1]  # the shipped soft + KD recipe
-        with open(os.path.join(teacher, "metrics.json")) as handle:
-            metrics = json.load(handle)
-        self.results.setdefault("teachers", {})[family] = {
-            "run_dir": teacher, "valid_ppl": metrics["valid_ppl"], "test_ppl": metrics["test_ppl"],
-            "epochs": metrics["epochs"], "train_seconds": metrics["train_seconds"]}
         if family == "parts":
             self.screen(family, PART_VARIANTS, "soft-kd.yaml", base)
             return
@@ -399,6 +428,8 @@ class Search:
         return self.results["winners"]["teacher"]["run_dir"]
 
     def family(self, family: str):
+        if family in STUDY_FAMILIES:
+            self.start_study(family)
         commands = self.results.setdefault("commands", {}).setdefault(family, [])
         if self.args.command not in commands:
             commands.append(self.args.command)

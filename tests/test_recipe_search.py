@@ -253,3 +253,35 @@ def test_a_search_whose_results_file_was_lost_continues_from_the_record(tmp_path
     families = report.load(str(tmp_path))["quality"]["families"]["quality"]
     assert set(families) == {"recipe", "kl-only", "sampled1x", "sampled3x", "sampled7x"}
     assert "final" in families["sampled3x"]
+
+
+def test_a_study_with_another_teacher_starts_again_and_keeps_the_earlier_one(tmp_path, teacher, monkeypatch):
+    import report
+
+    run = {"test_ppl": 1.0, "wall_seconds": 1.0, "train_seconds": 1.0, "sampled_tokens": 0}
+    earlier_teacher = {"run_dir": str(teacher), "valid_ppl": 166.16, "test_ppl": 166.61, "epochs": 21,
+                       "train_seconds": 60}  # the same directory, trained again since: 160.0 now
+    record = {"families": {"quality": {"sampled3x": {"changes": {}, "screen": {**outcome(175.8, 3, 3), **run,
+                                                                               "valid_curve": [175.8]}}}},
+              "winners": {"quality": {"setting": "sampled3x"}}, "teachers": {"quality": earlier_teacher},
+              "commands": {"quality": ["the earlier command"]}, "protocol": search.QUALITY_PROTOCOL}
+    report.update({"quality": record}, str(tmp_path))
+    calls = []
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append(os.path.basename(output_dir))
+        return {**outcome(170.0, 3, 3), **run, "valid_curve": [170.0]}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    search.main(["--family", "quality", "--teacher", str(teacher), "--stop-after", "text", "--runs-dir",
+                 str(tmp_path / "runs"), "--results", str(tmp_path / "lost.json"), "--log", str(tmp_path / "log"),
+                 "--results-dir", str(tmp_path)])
+    assert calls == list(search.TEXT_VARIANTS)  # every text again, sampled3x included, with the new teacher
+    section = report.load(str(tmp_path))["quality"]
+    assert section["teachers"]["quality"]["valid_ppl"] == 160.0 and "quality" not in section["winners"]
+    assert set(section["families"]["quality"]) == set(search.TEXT_VARIANTS)
+    [earlier] = section["earlier"]
+    assert earlier["teacher"] == earlier_teacher and earlier["winner"] == "sampled3x"
+    assert list(earlier["settings"]) == ["sampled3x"] and earlier["commands"] == ["the earlier command"]
+    assert "quality, with an earlier teacher" in (tmp_path / "RESULTS.md").read_text()
