@@ -41,6 +41,8 @@ def machine() -> dict:
     import transformers
 
     return {"date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
+            # the vector instructions torch uses: perplexities differ by up to 2% between CPUs that differ in them
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "transformers": transformers.__version__}
 
@@ -60,7 +62,8 @@ def _machine_line(results: dict, key: str) -> str:
 def _measured_on(m: dict | None) -> str:
     if not m:
         return ""
-    return (f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, torch threads {m['torch_threads']}; Python "
+    capability = f" ({m['cpu_capability']})" if "cpu_capability" in m else ""  # older records lack it
+    return (f"Measured {m['date']} on {m['cpu']}{capability}, {m['cores']} cores, torch threads {m['torch_threads']}; Python "
             f"{m['python']}, torch {m['torch']}, transformers {m['transformers']}.")
 
 
