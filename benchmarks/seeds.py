@@ -61,13 +61,14 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def update_results(args, seeds: dict) -> None:
-    """The `seeds` section (every finished run, at once), and the benchmark rows it measures again once every seed
-    asked for has run: test_ppl = the mean over seeds (a row's headline figure is never a partial mean)."""
+    """The `seeds` section (every finished run, at once), and the benchmark's headline rows once every one of them
+    has every seed asked for: test_ppl = the mean over seeds. The rows change together, since every ratio is to the
+    float row: a row's headline figure is never a partial mean, nor a ratio of a new mean to an older single run."""
     results = report.load(args.results_dir)
     sections = {"seeds": {"command": args.command, "rows": seeds}}
     rows = results.get("rows")
     complete = {key for key, row in seeds.items() if {run["seed"] for run in row["runs"]} >= set(args.seeds)}
-    if rows and complete:
+    if rows and complete >= set(ROWS):
         for row in rows:
             if row["key"] in complete:
                 measured = seeds[row["key"]]

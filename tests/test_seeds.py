@@ -1,4 +1,4 @@
-"""benchmarks/seeds.py: every finished seed is recorded at once; a headline row changes only when all its seeds ran."""
+"""benchmarks/seeds.py: every finished seed is recorded at once; the headline rows change when all their seeds ran."""
 
 import json
 import sys
@@ -29,7 +29,11 @@ def test_a_row_takes_the_mean_of_its_seeds_only_once_every_seed_has_run(tmp_path
     assert results["rows"] == rows  # two of three seeds: the headline is untouched
     assert [r["test_ppl"] for r in results["seeds"]["rows"]["float"]["runs"]] == [166.0, 168.0]  # but recorded
     assert "21 (21, cap)" in (tmp_path / "RESULTS.md").read_text()  # the capped run says so
-    seeds.update_results(args, {"float": seeds.summarize([run(1, 166.0), run(2, 168.0), run(3, 170.0)])})
+    every_float_seed = {"float": seeds.summarize([run(1, 166.0), run(2, 168.0), run(3, 170.0)])}
+    seeds.update_results(args, every_float_seed)
+    assert report.load(str(tmp_path))["rows"] == rows  # the students' rows have no seeds yet: nothing changes
+    students = {key: seeds.summarize([run(1, 174.0), run(2, 175.0), run(3, 176.0)]) for key in ("soft-kd", "pq-m5")}
+    seeds.update_results(args, {**every_float_seed, **students})
     float_row, soft = report.load(str(tmp_path))["rows"]
     assert float_row["test_ppl_seeds"] == [166.0, 168.0, 170.0] and float_row["test_ppl"] == 168.0
-    assert soft["ppl_ratio"] == 175.0 / 168.0
+    assert soft["test_ppl_seeds"] == [174.0, 175.0, 176.0] and soft["ppl_ratio"] == 175.0 / 168.0
