@@ -408,11 +408,15 @@ def study_rows(results: dict) -> list[dict]:
     """The quality study's winners trained to early stopping, as rows of the plot: the new frontier beside the
     benchmark's rows (one seed each until benchmarks/seeds.py has run their recipes)."""
     quality = results.get("quality", {})
+    winners = [(winner["setting"], quality["families"].get(family, {}), "")
+               for family, winner in quality.get("winners", {}).items()]
+    winners += [(study["winner"], study["settings"], " (earlier teacher)")
+                for study in quality.get("earlier", []) if study["winner"]]
     rows = []
-    for family, winner in quality.get("winners", {}).items():
-        final = quality["families"].get(family, {}).get(winner["setting"], {}).get("final")
+    for setting, entries, which in winners:
+        final = entries.get(setting, {}).get("final")
         if final and final.get("model_bytes"):
-            rows.append({"name": f"study: {winner['setting']}", "size_bytes": final["model_bytes"],
+            rows.append({"name": f"study: {setting}{which}", "size_bytes": final["model_bytes"],
                          "test_ppl": final["test_ppl"], "study": True})
     return rows
 

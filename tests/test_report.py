@@ -59,9 +59,13 @@ def test_the_quality_studys_finalists_join_the_plot_beside_the_benchmark_rows():
     final = {"valid_ppl": 170.0, "test_ppl": 160.0, "model_bytes": 860_000}
     results["quality"] = {"winners": {"quality": {"setting": "sampled3x"}, "pq": {"setting": "m5"}},
                           "families": {"quality": {"sampled3x": {"screen": {}, "final": final}},
-                                       "pq": {"m5": {"screen": {}}}}}  # the PQ winner was only screened
+                                       "pq": {"m5": {"screen": {}}}},  # the PQ winner was only screened
+                          "earlier": [{"winner": "sampled1x", "settings": {"sampled1x": {
+                              "screen": {}, "final": {**final, "test_ppl": 172.0}}}}]}
     added = report.study_rows(results)
-    assert added == [{"name": "study: sampled3x", "size_bytes": 860_000, "test_ppl": 160.0, "study": True}]
+    assert added == [{"name": "study: sampled3x", "size_bytes": 860_000, "test_ppl": 160.0, "study": True},
+                     {"name": "study: sampled1x (earlier teacher)", "size_bytes": 860_000, "test_ppl": 172.0,
+                      "study": True}]
     rows = results["rows"] + added
     figure = report.ppl_vs_size_figure(rows)
     assert_labels_are_clear(figure, rows)
@@ -69,7 +73,7 @@ def test_the_quality_studys_finalists_join_the_plot_beside_the_benchmark_rows():
     style = MarkerStyle("*")
     star = style.get_path().transformed(style.get_transform()).vertices  # as a scatter series draws it
     drawn = [collection.get_paths()[0].vertices for collection in figure.axes[0].collections]
-    assert sum(numpy.array_equal(vertices, star) for vertices in drawn) == 1  # the study's row, as a star
+    assert sum(numpy.array_equal(vertices, star) for vertices in drawn) == 2  # each study row, as a star
 
 
 @pytest.mark.parametrize("seed", [0, 1])
