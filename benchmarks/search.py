@@ -282,10 +282,10 @@ class Search:
             if not any(name in names for name in families):
                 continue
             section = {part: dict(existing.get(key, {}).get(part, {})) for part in mine}
-            for name in families:  # a study started again with another teacher replaces the record's
-                if not same_teacher(section["teachers"].get(name), mine["teachers"].get(name)):
+            for study in self.results.get("earlier", []):  # a study started again leaves the record's families
+                if section["teachers"].get(study["family"]) == study["teacher"]:
                     for part in section.values():
-                        part.pop(name, None)
+                        part.pop(study["family"], None)
             if key == "quality":
                 earlier = existing.get(key, {}).get("earlier", []) + self.results.get("earlier", [])
                 section["earlier"] = [study for index, study in enumerate(earlier) if study not in earlier[:index]]
@@ -384,13 +384,19 @@ class Search:
         current = {"run_dir": teacher, "valid_ppl": metrics["valid_ppl"], "test_ppl": metrics["test_ppl"],
                    "epochs": metrics["epochs"], "train_seconds": metrics["train_seconds"]}
         teachers = self.results.setdefault("teachers", {})
-        if family in self.results and not same_teacher(teachers.get(family), current):
-            print(f"[{family}] {teacher} is not the teacher of the recorded study (validation perplexity "
-                  f"{teachers[family]['valid_ppl']:.2f}, now {current['valid_ppl']:.2f}): starting it again", flush=True)
+        for name, recorded in list(teachers.items()):
+            # this family with another teacher, or any family whose teacher's directory was trained again since
+            replaced = name == family and not same_teacher(recorded, current)
+            retrained = recorded["run_dir"] == teacher and not same_teacher(recorded, current)
+            if name not in self.results or not (replaced or retrained):
+                continue
+            print(f"[{name}] recorded with the teacher {recorded['run_dir']} at validation perplexity "
+                  f"{recorded['valid_ppl']:.2f}; {teacher} is at {current['valid_ppl']:.2f}: the study starts again "
+                  "(the record keeps the earlier one)", flush=True)
             self.results.setdefault("earlier", []).append({
-                "family": family, "teacher": teachers[family], "settings": self.results.pop(family),
-                "winner": self.results.get("winners", {}).pop(family, {}).get("setting"),
-                "commands": self.results.get("commands", {}).pop(family, []),
+                "family": name, "teacher": teachers.pop(name), "settings": self.results.pop(name),
+                "winner": self.results.get("winners", {}).pop(name, {}).get("setting"),
+                "commands": self.results.get("commands", {}).pop(name, []),
                 "machine": report.load(self.args.results_dir).get("machines", {}).get("quality")})
         teachers[family] = current
 

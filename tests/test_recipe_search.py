@@ -261,10 +261,12 @@ def test_a_study_with_another_teacher_starts_again_and_keeps_the_earlier_one(tmp
     run = {"test_ppl": 1.0, "wall_seconds": 1.0, "train_seconds": 1.0, "sampled_tokens": 0}
     earlier_teacher = {"run_dir": str(teacher), "valid_ppl": 166.16, "test_ppl": 166.61, "epochs": 21,
                        "train_seconds": 60}  # the same directory, trained again since: 160.0 now
-    record = {"families": {"quality": {"sampled3x": {"changes": {}, "screen": {**outcome(175.8, 3, 3), **run,
-                                                                               "valid_curve": [175.8]}}}},
-              "winners": {"quality": {"setting": "sampled3x"}}, "teachers": {"quality": earlier_teacher},
-              "commands": {"quality": ["the earlier command"]}, "protocol": search.QUALITY_PROTOCOL}
+    screened = {"changes": {}, "screen": {**outcome(175.8, 3, 3), **run, "valid_curve": [175.8]}}
+    record = {"families": {"quality": {"sampled3x": screened}, "parts": {"lstm-only": screened}},
+              "winners": {"quality": {"setting": "sampled3x"}},
+              "teachers": {"quality": earlier_teacher, "parts": earlier_teacher},
+              "commands": {"quality": ["the earlier command"], "parts": ["the parts command"]},
+              "protocol": search.QUALITY_PROTOCOL}
     report.update({"quality": record}, str(tmp_path))
     calls = []
 
@@ -280,8 +282,10 @@ def test_a_study_with_another_teacher_starts_again_and_keeps_the_earlier_one(tmp
     assert calls == list(search.TEXT_VARIANTS)  # every text again, sampled3x included, with the new teacher
     section = report.load(str(tmp_path))["quality"]
     assert section["teachers"]["quality"]["valid_ppl"] == 160.0 and "quality" not in section["winners"]
+    assert set(section["families"]) == {"quality"} and set(section["teachers"]) == {"quality"}
     assert set(section["families"]["quality"]) == set(search.TEXT_VARIANTS)
-    [earlier] = section["earlier"]
+    [earlier, parts] = section["earlier"]  # the parts family distilled from the same earlier teacher
     assert earlier["teacher"] == earlier_teacher and earlier["winner"] == "sampled3x"
     assert list(earlier["settings"]) == ["sampled3x"] and earlier["commands"] == ["the earlier command"]
+    assert parts["family"] == "parts" and list(parts["settings"]) == ["lstm-only"] and parts["winner"] is None
     assert "quality, with an earlier teacher" in (tmp_path / "RESULTS.md").read_text()
