@@ -175,7 +175,7 @@ def render_quality(results: dict) -> list[str]:
                                 quality["winners"].get(family, {}).get("setting"))
     for study in quality.get("earlier", []):
         lines += [f"### {study['family']}, with an earlier teacher", "",
-                  _measured_on(study["machine"]), "", "Commands:", ""]
+                  _measured_on(study["teacher"]["machine"]), "", "Commands:", ""]
         lines += [f"- `{command}`" for command in study["commands"]] + [""]
         lines += _quality_table(study["family"], study["settings"], study["teacher"], study["winner"])
     return lines

@@ -377,12 +377,13 @@ class Search:
 
     def start_study(self, family: str):
         """Record the study's teacher. A study distils from one teacher: with another one, the family starts again,
-        and what it measured with the earlier teacher is kept as it was (`earlier`, with the machine it ran on)."""
+        and what it measured with the earlier teacher is kept as it was (`earlier`; the teacher's record names the
+        machine the study ran on)."""
         teacher = self.teacher_dir(family)
         with open(os.path.join(teacher, "metrics.json")) as handle:
             metrics = json.load(handle)
         current = {"run_dir": teacher, "valid_ppl": metrics["valid_ppl"], "test_ppl": metrics["test_ppl"],
-                   "epochs": metrics["epochs"], "train_seconds": metrics["train_seconds"]}
+                   "epochs": metrics["epochs"], "train_seconds": metrics["train_seconds"], "machine": report.machine()}
         teachers = self.results.setdefault("teachers", {})
         for name, recorded in list(teachers.items()):
             # this family with another teacher, or any family whose teacher's directory was trained again since
@@ -396,8 +397,7 @@ class Search:
             self.results.setdefault("earlier", []).append({
                 "family": name, "teacher": teachers.pop(name), "settings": self.results.pop(name),
                 "winner": self.results.get("winners", {}).pop(name, {}).get("setting"),
-                "commands": self.results.get("commands", {}).pop(name, []),
-                "machine": report.load(self.args.results_dir).get("machines", {}).get("quality")})
+                "commands": self.results.get("commands", {}).pop(name, [])})
         teachers[family] = current
 
     def quality(self, family: str):
@@ -418,7 +418,8 @@ class Search:
         self.screen(family, TEXT_VARIANTS, "soft-kd.yaml", base)
         if self.args.stop_after == "text":
             return
-        text = self.best_screened(family, 1)[0]
+        text = min((name for name in TEXT_VARIANTS if name in self.results[family]),
+                   key=lambda name: self.results[family][name]["screen"]["valid_ppl"])
         self.screen(family, method_variants(text, self.args.ensemble), "soft-kd.yaml",
                     {**base, **TEXT_VARIANTS[text]})
         if self.args.stop_after == "methods":

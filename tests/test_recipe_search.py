@@ -1,5 +1,6 @@
 """benchmarks/search.py's selection rules, on recorded outcomes (no training)."""
 
+import json
 import os
 import sys
 from argparse import Namespace
@@ -260,7 +261,7 @@ def test_a_study_with_another_teacher_starts_again_and_keeps_the_earlier_one(tmp
 
     run = {"test_ppl": 1.0, "wall_seconds": 1.0, "train_seconds": 1.0, "sampled_tokens": 0}
     earlier_teacher = {"run_dir": str(teacher), "valid_ppl": 166.16, "test_ppl": 166.61, "epochs": 21,
-                       "train_seconds": 60}  # the same directory, trained again since: 160.0 now
+                       "train_seconds": 60, "machine": report.machine()}  # the same directory, trained again since
     screened = {"changes": {}, "screen": {**outcome(175.8, 3, 3), **run, "valid_curve": [175.8]}}
     record = {"families": {"quality": {"sampled3x": screened}, "parts": {"lstm-only": screened}},
               "winners": {"quality": {"setting": "sampled3x"}},
@@ -289,3 +290,29 @@ def test_a_study_with_another_teacher_starts_again_and_keeps_the_earlier_one(tmp
     assert list(earlier["settings"]) == ["sampled3x"] and earlier["commands"] == ["the earlier command"]
     assert parts["family"] == "parts" and list(parts["settings"]) == ["lstm-only"] and parts["winner"] is None
     assert "quality, with an earlier teacher" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_methods_build_on_the_best_text_even_when_a_method_screened_better(tmp_path, teacher, monkeypatch):
+    import report
+
+    run = {"test_ppl": 1.0, "wall_seconds": 1.0, "train_seconds": 1.0, "sampled_tokens": 0}
+    screened = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 171.0, "sampled3x": 173.0, "sampled7x": 174.0,
+                "sampled1x+ema0.995": 168.0}
+    current = json.loads((teacher / "metrics.json").read_text()) | {"run_dir": str(teacher)}
+    record = {"families": {"quality": {name: {"changes": {}, "screen": {**outcome(valid, 3, 3), **run,
+                                                                        "valid_curve": [valid]}}
+                                       for name, valid in screened.items()}},
+              "winners": {}, "teachers": {"quality": current}, "commands": {}, "protocol": search.QUALITY_PROTOCOL}
+    report.update({"quality": record}, str(tmp_path))
+    calls = []
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append(os.path.basename(output_dir))
+        return {**outcome(170.0, 3, 3), **run, "valid_curve": [170.0]}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    search.main(["--family", "quality", "--teacher", str(teacher), "--stop-after", "methods", "--runs-dir",
+                 str(tmp_path / "runs"), "--results", str(tmp_path / "new.json"), "--log", str(tmp_path / "log"),
+                 "--results-dir", str(tmp_path)])
+    assert calls == [name for name in search.method_variants("sampled1x", []) if name != "sampled1x+ema0.995"]
