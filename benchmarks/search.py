@@ -17,7 +17,8 @@ Every family (float teacher, BLLM, soft, soft + KD) is searched the same way:
 
 Each run is saved as it finishes (`--results`, JSON, and benchmarks/results.json); a second invocation skips what is
 done and continues an interrupted screen from its last checkpoint, so the search can be stopped at any time and
-continued. Without its results file, a search starts from what benchmarks/results.json records. The winners are copied into the recipes by hand, with the table this writes.
+continued. Without its results file, a search starts from what benchmarks/results.json records. The winners are
+copied into the recipes by hand, with the table this writes.
 
 The `quality` family studies changes to the training method of soft + KD (not its hyper-parameters): which text to
 distil on (the real text, or the real text with text sampled from the teacher), then one method at a time on the best
