@@ -227,30 +227,44 @@ def test_the_fair_row_is_a_float_student_distilled_the_same_way(tmp_path, teache
     assert [name for name, _, resume in calls if resume] == ["float-student+sampled3x+ensemble2"]
 
 
-def test_a_search_whose_results_file_was_lost_continues_from_the_record(tmp_path, teacher, monkeypatch):
+RUN = {"test_ppl": 1.0, "wall_seconds": 1.0, "train_seconds": 1.0, "sampled_tokens": 0}
+
+
+def screened(valid_ppl: float) -> dict:
+    return {"overrides": {}, "changes": {}, "screen": {**outcome(valid_ppl, 3, 3), **RUN, "valid_curve": [valid_ppl]}}
+
+
+def search_after_record(tmp_path, teacher, monkeypatch, record: dict, *flags: str) -> list[tuple[str, bool]]:
+    """Record `record` as the quality section of results.json (as the repository keeps it), then run the quality
+    study with no results file of its own: the (setting, resumed) of every run it trains."""
     import report
 
-    run = {"test_ppl": 1.0, "wall_seconds": 1.0, "train_seconds": 1.0, "sampled_tokens": 0}
-    screened = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 171.0, "sampled3x": 169.0}
-    record = {"families": {"quality": {name: {"overrides": {}, "changes": {}, "screen": {
-        **outcome(valid, 3, 3), **run, "valid_curve": [valid]}} for name, valid in screened.items()}},
-              "winners": {}, "teachers": {}, "commands": {"quality": ["an earlier session's command"]},
-              "protocol": search.QUALITY_PROTOCOL}
-    report.update({"quality": record}, str(tmp_path))  # what benchmarks/results.json keeps in the repository
-    calls = {}
+    section = {"winners": {}, "teachers": {}, "commands": {}, "protocol": search.QUALITY_PROTOCOL, **record}
+    report.update({"quality": section}, str(tmp_path))
+    calls = []
 
     def fake_train(recipe, output_dir, overrides, resume, log_path):
-        calls[os.path.basename(output_dir)] = resume
-        return {**outcome(170.0, 3, 3), **run, "valid_curve": [170.0]}
+        calls.append((os.path.basename(output_dir), resume))
+        return {**outcome(170.0, 3, 3), **RUN, "valid_curve": [170.0]}
 
     monkeypatch.setattr(search, "train", fake_train)
     monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
-    search.main(["--family", "quality", "--teacher", str(teacher), "--finalists", "1", "--later",
-                 *search.method_variants("sampled3x", []), "--runs-dir", str(tmp_path / "runs"),
-                 "--results", str(tmp_path / "lost.json"), "--log", str(tmp_path / "log"),
+    search.main(["--family", "quality", "--teacher", str(teacher), *flags, "--runs-dir", str(tmp_path / "runs"),
+                 "--results", str(tmp_path / "absent.json"), "--log", str(tmp_path / "log"),
                  "--results-dir", str(tmp_path)])
+    return calls
+
+
+def test_a_search_whose_results_file_was_lost_continues_from_the_record(tmp_path, teacher, monkeypatch):
+    import report
+
+    valid = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 171.0, "sampled3x": 169.0}
+    record = {"families": {"quality": {name: screened(ppl) for name, ppl in valid.items()}},
+              "commands": {"quality": ["an earlier session's command"]}}
+    calls = search_after_record(tmp_path, teacher, monkeypatch, record, "--finalists", "1", "--later",
+                                *search.method_variants("sampled3x", []))
     # only the text never screened; the best screened setting, whose run directory is gone, trains from the start
-    assert calls == {"sampled7x": False, "sampled3x": False}
+    assert calls == [("sampled7x", False), ("sampled3x", False)]
     families = report.load(str(tmp_path))["quality"]["families"]["quality"]
     assert set(families) == {"recipe", "kl-only", "sampled1x", "sampled3x", "sampled7x"}
     assert "final" in families["sampled3x"]
@@ -259,28 +273,15 @@ def test_a_search_whose_results_file_was_lost_continues_from_the_record(tmp_path
 def test_a_study_with_another_teacher_starts_again_and_keeps_the_earlier_one(tmp_path, teacher, monkeypatch):
     import report
 
-    run = {"test_ppl": 1.0, "wall_seconds": 1.0, "train_seconds": 1.0, "sampled_tokens": 0}
     earlier_teacher = {"run_dir": str(teacher), "valid_ppl": 166.16, "test_ppl": 166.61, "epochs": 21,
                        "train_seconds": 60, "machine": report.machine()}  # the same directory, trained again since
-    screened = {"changes": {}, "screen": {**outcome(175.8, 3, 3), **run, "valid_curve": [175.8]}}
-    record = {"families": {"quality": {"sampled3x": screened}, "parts": {"lstm-only": screened}},
+    record = {"families": {"quality": {"sampled3x": screened(175.8)}, "parts": {"lstm-only": screened(175.8)}},
               "winners": {"quality": {"setting": "sampled3x"}},
               "teachers": {"quality": earlier_teacher, "parts": earlier_teacher},
-              "commands": {"quality": ["the earlier command"], "parts": ["the parts command"]},
-              "protocol": search.QUALITY_PROTOCOL}
-    report.update({"quality": record}, str(tmp_path))
-    calls = []
-
-    def fake_train(recipe, output_dir, overrides, resume, log_path):
-        calls.append(os.path.basename(output_dir))
-        return {**outcome(170.0, 3, 3), **run, "valid_curve": [170.0]}
-
-    monkeypatch.setattr(search, "train", fake_train)
-    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
-    search.main(["--family", "quality", "--teacher", str(teacher), "--stop-after", "text", "--runs-dir",
-                 str(tmp_path / "runs"), "--results", str(tmp_path / "lost.json"), "--log", str(tmp_path / "log"),
-                 "--results-dir", str(tmp_path)])
-    assert calls == list(search.TEXT_VARIANTS)  # every text again, sampled3x included, with the new teacher
+              "commands": {"quality": ["the earlier command"], "parts": ["the parts command"]}}
+    calls = search_after_record(tmp_path, teacher, monkeypatch, record, "--stop-after", "text")
+    # every text again, sampled3x included, with the new teacher
+    assert [name for name, _ in calls] == list(search.TEXT_VARIANTS)
     section = report.load(str(tmp_path))["quality"]
     assert section["teachers"]["quality"]["valid_ppl"] == 160.0 and "quality" not in section["winners"]
     assert set(section["families"]) == {"quality"} and set(section["teachers"]) == {"quality"}
@@ -293,26 +294,11 @@ def test_a_study_with_another_teacher_starts_again_and_keeps_the_earlier_one(tmp
 
 
 def test_methods_build_on_the_best_text_even_when_a_method_screened_better(tmp_path, teacher, monkeypatch):
-    import report
-
-    run = {"test_ppl": 1.0, "wall_seconds": 1.0, "train_seconds": 1.0, "sampled_tokens": 0}
-    screened = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 171.0, "sampled3x": 173.0, "sampled7x": 174.0,
-                "sampled1x+ema0.995": 168.0}
+    valid = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 171.0, "sampled3x": 173.0, "sampled7x": 174.0,
+             "sampled1x+ema0.995": 168.0}
     current = json.loads((teacher / "metrics.json").read_text()) | {"run_dir": str(teacher)}
-    record = {"families": {"quality": {name: {"changes": {}, "screen": {**outcome(valid, 3, 3), **run,
-                                                                        "valid_curve": [valid]}}
-                                       for name, valid in screened.items()}},
-              "winners": {}, "teachers": {"quality": current}, "commands": {}, "protocol": search.QUALITY_PROTOCOL}
-    report.update({"quality": record}, str(tmp_path))
-    calls = []
-
-    def fake_train(recipe, output_dir, overrides, resume, log_path):
-        calls.append(os.path.basename(output_dir))
-        return {**outcome(170.0, 3, 3), **run, "valid_curve": [170.0]}
-
-    monkeypatch.setattr(search, "train", fake_train)
-    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
-    search.main(["--family", "quality", "--teacher", str(teacher), "--stop-after", "methods", "--runs-dir",
-                 str(tmp_path / "runs"), "--results", str(tmp_path / "new.json"), "--log", str(tmp_path / "log"),
-                 "--results-dir", str(tmp_path)])
-    assert calls == [name for name in search.method_variants("sampled1x", []) if name != "sampled1x+ema0.995"]
+    record = {"families": {"quality": {name: screened(ppl) for name, ppl in valid.items()}},
+              "teachers": {"quality": current}}
+    calls = search_after_record(tmp_path, teacher, monkeypatch, record, "--stop-after", "methods")
+    assert [name for name, _ in calls] == [name for name in search.method_variants("sampled1x", [])
+                                           if name != "sampled1x+ema0.995"]
