@@ -24,10 +24,10 @@ The `quality` family studies changes to the training method of soft + KD (not it
 distil on (the real text, or the real text with text sampled from the teacher), then one method at a time on the best
 text (hidden-state loss, row and column scalars, progressive binarization, weight averaging, slower latent weights,
 Bop, an ensemble teacher); separately, which part of the model costs the most when it alone is binarized (`--family
-parts`), product-quantized layouts of 50x or more on that text (`--family pq`), and the fair row beside them: a float
-model distilled the same way (`--family float-kd`). These settings all train for the same number of optimizer steps
-(`--screen-epochs` passes' worth of the real text) and are evaluated once per pass over the real text, whatever text
-they train on.
+parts`), product-quantized layouts of 50x or more on that text and with the study's winner (`--family pq`), and the
+fair row beside them: a float model distilled the same way (`--family float-kd`). These settings all train for the
+same number of optimizer steps (`--screen-epochs` passes' worth of the real text) and are evaluated once per pass over
+the real text, whatever text they train on.
 """
 
 import argparse
@@ -413,7 +413,8 @@ class Search:
             self.finish(family, "soft-kd.yaml")
             return
         if family == "pq":
-            self.screen(family, PQ_LAYOUTS, "pq-soft-kd.yaml", {**base, **TEXT_VARIANTS[BEST_TEXT]})
+            self.screen(family, {**PQ_LAYOUTS, **self.layouts_with_quality_winner()}, "pq-soft-kd.yaml",
+                        {**base, **TEXT_VARIANTS[BEST_TEXT]})
             self.finish(family, "pq-soft-kd.yaml")
             return
         self.screen(family, TEXT_VARIANTS, "soft-kd.yaml", base)
@@ -426,6 +427,16 @@ class Search:
         if self.args.stop_after == "methods":
             return
         self.finish(family, "soft-kd.yaml")
+
+    def layouts_with_quality_winner(self) -> dict[str, dict]:
+        """Every PQ layout with the quality family's winner applied (its text and its change of method), once that
+        family has one: `LAYOUT+WINNER`. None while the winner is the best text the layouts already train on."""
+        winner = self.results.get("winners", {}).get("quality", {}).get("setting")
+        if winner is None or winner == BEST_TEXT:
+            return {}
+        text = winner.split("+")[0]
+        changes = {**TEXT_VARIANTS[text], **self.results["quality"][winner]["changes"]}
+        return {f"{layout}+{winner}": {**overrides, **changes} for layout, overrides in PQ_LAYOUTS.items()}
 
     def teacher_dir(self, family: str) -> str:
         """The teacher students distil from: `--teacher`, or the teacher family's winner."""

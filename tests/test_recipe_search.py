@@ -103,6 +103,33 @@ def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_be
     assert finals == ["m10-binary-codebooks"]  # the best screened continues to early stopping
 
 
+def test_the_pq_study_also_tries_every_layout_with_the_quality_winner(tmp_path, teacher, monkeypatch):
+    current = json.loads((teacher / "metrics.json").read_text()) | {"run_dir": str(teacher)}
+    winner = {**screened(168.0), "changes": {"distill.ensemble": "[teacher-s2,teacher-s3]"}}
+    record = {"families": {"quality": {"sampled1x+ensemble3": winner, "sampled3x": screened(171.0)}},
+              "winners": {"quality": {"setting": "sampled1x+ensemble3"}}, "teachers": {"quality": current}}
+    calls = []
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append((os.path.basename(output_dir), overrides, resume))
+        return {**outcome(175.0, 3, 3), **RUN, "valid_curve": [175.0]}
+
+    import report
+
+    report.update({"quality": {"commands": {}, "protocol": search.QUALITY_PROTOCOL, **record}}, str(tmp_path))
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    search.main(["--family", "pq", "--teacher", str(teacher), "--finalists", "0", "--runs-dir",
+                 str(tmp_path / "runs"), "--results", str(tmp_path / "absent.json"), "--log", str(tmp_path / "log"),
+                 "--results-dir", str(tmp_path)])
+    screens = {name: overrides for name, overrides, _ in calls}
+    assert list(screens) == [*search.PQ_LAYOUTS, *(f"{layout}+sampled1x+ensemble3" for layout in search.PQ_LAYOUTS)]
+    plain, with_winner = screens["m10-binary-codebooks"], screens["m10-binary-codebooks+sampled1x+ensemble3"]
+    assert plain["distill.sampled_text_ratio"] == 3 and "distill.ensemble" not in plain  # the best text alone
+    assert with_winner["distill.sampled_text_ratio"] == 1 and with_winner["distill.kd_lambda"] == 1.0
+    assert with_winner["distill.ensemble"] == "[teacher-s2,teacher-s3]" and with_winner["model.pq_subvectors"] == 10
+
+
 def test_families_saved_by_separate_commands_share_the_quality_section(tmp_path):
     import report
 
