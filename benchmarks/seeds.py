@@ -1,11 +1,14 @@
 #!/usr/bin/env python
-"""The headline rows over several seeds: the float model, the shipped soft + KD recipe and the shipped PQ recipe.
+"""Recipes over several seeds: the headline rows (the float model, the shipped soft + KD recipe and the shipped PQ
+recipe), and the soft + KD student taught by an ensemble of the float row's seeds.
 
-    python benchmarks/seeds.py --seeds 1 2 3            # every row, three seeds (many hours on 2 CPU cores)
+    python benchmarks/seeds.py --seeds 1 2 3            # the headline rows, three seeds (many hours on 2 CPU cores)
     python benchmarks/seeds.py --rows float --seeds 1   # one row, one seed
+    python benchmarks/seeds.py --rows soft-kd-ensemble --seeds 1 2 3   # after the float row's seeds
 
 Perplexities move by about 2% between seeds and between machines, so a headline ratio is a ratio of means. Seed s of
-each student distils from seed s of the float row (its teacher), so the students' spread includes their teachers'.
+each student distils from seed s of the float row (its teacher), so the students' spread includes their teachers'; the
+ensemble-taught student's seed s starts from float seed s and distils from it with the other seeds asked for.
 Every run trains its recipe from configs/wt2-mini unchanged but for the seed, the teacher and the output directory,
 until validation stops improving (or its recipe's epoch cap). A run whose metrics.json exists is kept (the command continues where it stopped);
 each finished run is written into benchmarks/results.json at once: the `seeds` section (per row: every seed's test
@@ -23,8 +26,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # noqa: E402  (benchmarks/report.py, beside this script)
 import search  # noqa: E402  (benchmarks/search.py: one way to run a recipe)
 
-# Headline rows: the key of the benchmark row each one updates, and its recipe in configs/wt2-mini.
-ROWS = {"float": "teacher.yaml", "soft-kd": "soft-kd.yaml", "pq-m5": "pq-soft-kd.yaml"}
+# Each row's recipe in configs/wt2-mini.
+ROWS = {"float": "teacher.yaml", "soft-kd": "soft-kd.yaml", "pq-m5": "pq-soft-kd.yaml",
+        "soft-kd-ensemble": "soft-kd-ensemble.yaml"}
+# The rows benchmarks/run.py trains (the key of the benchmark row each one updates). The ensemble-taught student needs
+# three float models, so the benchmark has no row for it.
+HEADLINE = ("float", "soft-kd", "pq-m5")
 
 
 def run_dir(args, row: str, seed: int) -> str:
@@ -44,14 +51,27 @@ def train_seed(args, row: str, seed: int) -> dict:
                 raise SystemExit(f"{row} seed {seed} distils from the float row's seed {seed}: train it first "
                                  f"({teacher} has no metrics.json)")
             overrides["distill.teacher"] = teacher
+            if row == "soft-kd-ensemble":
+                overrides["distill.ensemble"] = "[" + ",".join(ensemble_members(args, seed)) + "]"
         print(f"[{row}] training seed {seed} in {directory}", flush=True)
         search.train(ROWS[row], directory, overrides, os.path.isdir(os.path.join(directory, "checkpoint")), args.log)
     with open(metrics_file, encoding="utf-8") as handle:
         metrics = json.load(handle)
-    return {"seed": seed, "run_dir": directory, "test_ppl": metrics["test_ppl"], "valid_ppl": metrics["valid_ppl"],
+    # the seed the run trained with (a run kept from elsewhere, e.g. a search's finalist, may have used another)
+    return {"seed": seed, "training_seed": metrics["config"]["training"]["seed"], "run_dir": directory, "test_ppl": metrics["test_ppl"], "valid_ppl": metrics["valid_ppl"],
             "epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"], "stopped_early": metrics["stopped_early"],
             "train_seconds": metrics["train_seconds"], "compression_ratio": metrics["compression_ratio"],
             "valid_curve": [round(point["valid_ppl"], 2) for point in metrics["history"]]}
+
+
+def ensemble_members(args, seed: int) -> list[str]:
+    """The float row's other seeds, which the ensemble-taught student's seed `seed` averages with its teacher."""
+    members = [run_dir(args, "float", other) for other in args.seeds if other != seed]
+    missing = [member for member in members if not os.path.exists(os.path.join(member, "metrics.json"))]
+    if not members or missing:
+        raise SystemExit(f"soft-kd-ensemble seed {seed} distils from the float row's other seeds too: ask for two "
+                         f"seeds or more and train them first ({', '.join(missing) or 'no other seed'})")
+    return members
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -68,9 +88,9 @@ def update_results(args, seeds: dict) -> None:
     sections = {"seeds": {"command": args.command, "rows": seeds}}
     rows = results.get("rows")
     complete = {key for key, row in seeds.items() if {run["seed"] for run in row["runs"]} >= set(args.seeds)}
-    if rows and complete >= set(ROWS):
+    if rows and complete >= set(HEADLINE):
         for row in rows:
-            if row["key"] in complete:
+            if row["key"] in complete & set(HEADLINE):
                 measured = seeds[row["key"]]
                 row["test_ppl_seeds"] = [run["test_ppl"] for run in measured["runs"]]
                 row["test_ppl"] = measured["test_ppl_mean"]
@@ -83,7 +103,7 @@ def update_results(args, seeds: dict) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(HEADLINE))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--runs-dir", default=os.path.join("runs", "seeds"))
     parser.add_argument("--float-dirs", help="where the float row's seeds are (or go), with {seed}, e.g. "

@@ -4,6 +4,8 @@ import json
 import sys
 from argparse import Namespace
 
+import pytest
+
 from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
@@ -37,3 +39,43 @@ def test_a_row_takes_the_mean_of_its_seeds_only_once_every_seed_has_run(tmp_path
     float_row, soft = report.load(str(tmp_path))["rows"]
     assert float_row["test_ppl_seeds"] == [166.0, 168.0, 170.0] and float_row["test_ppl"] == 168.0
     assert soft["test_ppl_seeds"] == [174.0, 175.0, 176.0] and soft["ppl_ratio"] == 175.0 / 168.0
+
+
+def finished(directory, training_seed=1234):
+    """A run directory as training leaves it, as far as seeds.py reads it."""
+    directory.mkdir(parents=True)
+    metrics = {"test_ppl": 170.0, "valid_ppl": 169.0, "epochs": 7, "best_epoch": 5.3, "stopped_early": True,
+               "train_seconds": 60.0, "compression_ratio": 28.4, "history": [{"valid_ppl": 169.0}],
+               "config": {"training": {"seed": training_seed}}}
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_the_ensemble_row_starts_from_its_seeds_float_model_and_distils_from_every_seed(tmp_path, monkeypatch):
+    floats = str(tmp_path / "float-s{seed}")
+    for seed in (1, 2, 3):
+        finished(tmp_path / f"float-s{seed}", training_seed=seed)
+    finished(tmp_path / "runs" / "soft-kd-ensemble" / "s1")  # kept from elsewhere: trained with the default seed
+    calls = []
+
+    def fake_train(recipe, directory, overrides, resume, log):
+        calls.append((recipe, overrides))
+        finished(tmp_path / directory, training_seed=overrides["training.seed"])
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(seeds.search, "train", fake_train)
+    seeds.main(["--rows", "soft-kd-ensemble", "--seeds", "1", "2", "3", "--runs-dir", "runs", "--float-dirs", floats,
+                "--results-dir", str(tmp_path), "--log", str(tmp_path / "log")])
+    assert [recipe for recipe, _ in calls] == ["soft-kd-ensemble.yaml"] * 2  # seed 1 had finished
+    second = calls[0][1]
+    assert second["training.seed"] == 2 and second["distill.teacher"] == floats.format(seed=2)
+    assert second["distill.ensemble"] == f"[{floats.format(seed=1)},{floats.format(seed=3)}]"
+    row = report.load(str(tmp_path))["seeds"]["rows"]["soft-kd-ensemble"]
+    assert [(run["seed"], run["training_seed"]) for run in row["runs"]] == [(1, 1234), (2, 2), (3, 3)]
+    assert "| soft-kd-ensemble | 1 (1234), 2, 3 |" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_the_ensemble_row_needs_the_float_rows_other_seeds_first(tmp_path):
+    finished(tmp_path / "float-s1", training_seed=1)
+    args = Namespace(seeds=[1, 2], float_dirs=str(tmp_path / "float-s{seed}"), runs_dir=str(tmp_path))
+    with pytest.raises(SystemExit, match="float-s2"):
+        seeds.ensemble_members(args, 1)
