@@ -423,9 +423,23 @@ def study_rows(results: dict) -> list[dict]:
     return rows
 
 
+def seed_rows(results: dict) -> list[dict]:
+    """Rows measured over two seeds or more that the benchmark's table does not already show as its means, as rows of
+    the plot at their mean (the float seeds give the reference on the machine they ran on)."""
+    folded = {row["key"] for row in results.get("rows", []) if "test_ppl_seeds" in row}
+    rows = []
+    for key, row in results.get("seeds", {}).get("rows", {}).items():
+        runs = row["runs"]
+        if key in folded or len(runs) < 2 or not all("model_bytes" in run for run in runs):
+            continue
+        rows.append({"name": f"{key}: mean of {len(runs)} seeds", "size_bytes": runs[0]["model_bytes"],
+                     "test_ppl": row["test_ppl_mean"], "seeds": True})
+    return rows
+
+
 def ppl_vs_size_figure(rows: list[dict]):
     """Test perplexity against file size (log scale), every row labelled, and the Pareto front as a staircase; the
-    quality study's rows (`study`) are stars."""
+    quality study's rows (`study`) are stars, means over seeds (`seeds`) diamonds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -434,12 +448,13 @@ def ppl_vs_size_figure(rows: list[dict]):
     figure, axis = plt.subplots(figsize=(8, 5), dpi=PLOT_DPI)
     points = [(row["size_bytes"] / 1e6, row["test_ppl"]) for row in rows]
     front = pareto_front(rows)
-    study_label = "quality study winner, trained to early stopping (one seed)"
+    legend = {"study": "quality study winner, trained to early stopping (one seed)",
+              "seeds": "mean over seeds (benchmarks/seeds.py; its machine is in RESULTS.md)"}
     for row, (x, y) in zip(rows, points):
-        marker = ("*" if row.get("study") else "s" if row["name"].startswith("KenLM")
+        marker = ("*" if row.get("study") else "D" if row.get("seeds") else "s" if row["name"].startswith("KenLM")
                   else "^" if "PQ" in row["name"] else "o")
-        label = study_label if row.get("study") else None
-        study_label = None if label else study_label  # one legend entry for all of them
+        kind = next((kind for kind in legend if row.get(kind)), None)
+        label = legend.pop(kind) if kind in legend else None  # one legend entry for each kind
         axis.scatter(x, y, marker=marker, s=30, zorder=3, edgecolors="black" if row in front else "none", label=label)
     stairs = []  # across from each front row to the next one's size, then down to its perplexity
     for row, following in zip(front, front[1:] + [None]):
@@ -467,7 +482,7 @@ PLOT_DPI = 110
 def plot(results: dict, path: str) -> None:
     from hf_softbin.plotting import save_figure
 
-    save_figure(ppl_vs_size_figure(results["rows"] + study_rows(results)), path, dpi=PLOT_DPI)
+    save_figure(ppl_vs_size_figure(results["rows"] + study_rows(results) + seed_rows(results)), path, dpi=PLOT_DPI)
 
 
 SECTIONS = (("benchmark", render_benchmark), ("seeds", render_seeds), ("quality", render_quality), ("asr", render_asr), ("search", render_search),

@@ -58,9 +58,11 @@ def train_seed(args, row: str, seed: int) -> dict:
     with open(metrics_file, encoding="utf-8") as handle:
         metrics = json.load(handle)
     # the seed the run trained with (a run kept from elsewhere, e.g. a search's finalist, may have used another)
-    return {"seed": seed, "training_seed": metrics["config"]["training"]["seed"], "run_dir": directory, "test_ppl": metrics["test_ppl"], "valid_ppl": metrics["valid_ppl"],
-            "epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"], "stopped_early": metrics["stopped_early"],
+    return {"seed": seed, "training_seed": metrics["config"]["training"]["seed"], "run_dir": directory,
+            "test_ppl": metrics["test_ppl"], "valid_ppl": metrics["valid_ppl"], "epochs": metrics["epochs"],
+            "best_epoch": metrics["best_epoch"], "stopped_early": metrics["stopped_early"],
             "train_seconds": metrics["train_seconds"], "compression_ratio": metrics["compression_ratio"],
+            "model_bytes": metrics["model_bytes"],
             "valid_curve": [round(point["valid_ppl"], 2) for point in metrics["history"]]}
 
 

@@ -76,6 +76,33 @@ def test_the_quality_studys_finalists_join_the_plot_beside_the_benchmark_rows():
     assert sum(numpy.array_equal(vertices, star) for vertices in drawn) == 2  # each study row, as a star
 
 
+def test_rows_measured_over_seeds_join_the_plot_at_their_mean_unless_the_table_shows_it():
+    results = json.loads((REPO_ROOT / "benchmarks" / "results.json").read_text())
+
+    def measured(*tests, model_bytes=867_488):
+        runs = [{"seed": seed, "test_ppl": test, "model_bytes": model_bytes} for seed, test in enumerate(tests, 1)]
+        return {"runs": runs, "test_ppl_mean": sum(tests) / len(tests)}
+
+    results["seeds"] = {"rows": {"float": measured(168.0, 166.0, model_bytes=24_680_000),
+                                 "soft-kd-ensemble": measured(169.0, 170.0, 168.0),
+                                 "soft-kd": measured(172.0)}}  # one seed: not a mean yet
+    for row in results["rows"]:
+        row.pop("test_ppl_seeds", None)
+    added = report.seed_rows(results)
+    assert added == [{"name": "float: mean of 2 seeds", "size_bytes": 24_680_000, "test_ppl": 167.0, "seeds": True},
+                     {"name": "soft-kd-ensemble: mean of 3 seeds", "size_bytes": 867_488, "test_ppl": 169.0,
+                      "seeds": True}]
+    next(row for row in results["rows"] if row["key"] == "float")["test_ppl_seeds"] = [168.0, 166.0]
+    assert [row["name"] for row in report.seed_rows(results)] == ["soft-kd-ensemble: mean of 3 seeds"]  # in the table
+    rows = results["rows"] + added
+    figure = report.ppl_vs_size_figure(rows)
+    assert_labels_are_clear(figure, rows)
+    style = MarkerStyle("D")
+    diamond = style.get_path().transformed(style.get_transform()).vertices
+    drawn = [collection.get_paths()[0].vertices for collection in figure.axes[0].collections]
+    assert sum(numpy.array_equal(vertices, diamond) for vertices in drawn) == 2
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_crowd_of_rows_with_long_names_still_gets_clear_labels(seed):
     rng = random.Random(seed)
