@@ -144,8 +144,8 @@ def render_seeds(results: dict) -> list[str]:
     lines = ["## Headline rows over seeds", "", f"Command: `{seeds['command']}`. " + _machine_line(results, "seeds"),
              "", "Each row's shipped recipe (configs/wt2-mini), trained until validation stopped improving (or an epoch "
              "cap: marked `cap`), once per seed; seed s of a student distils from seed s of the float row "
-             "(soft-kd-ensemble: from it and the float row's other seeds). A seed in parentheses is the training seed a "
-             "run kept from elsewhere used. The ratio is of the means.", "",
+             "(soft-kd-ensemble: from it and the float row's other seeds). A seed in parentheses is the training "
+             "seed a run kept from elsewhere used. The ratio is of the means.", "",
              "| row | seeds | test ppl per seed | mean ± sd | mean / float mean | valid ppl per seed | epochs (best) | "
              "minutes of training |", "|---|---|---|---|---|---|---|---|"]
     for key, row in rows.items():
@@ -153,8 +153,7 @@ def render_seeds(results: dict) -> list[str]:
         spread = "" if row["test_ppl_std"] is None else f" ± {row['test_ppl_std']:.2f}"
         ratio = _f(reference and row["test_ppl_mean"] / reference["test_ppl_mean"], ".3f")
         cells = {name: ", ".join(form(run) for run in runs) for name, form in (
-            ("seeds", lambda run: str(run["seed"]) + ("" if run.get("training_seed", run["seed"]) == run["seed"]
-                                                       else f" ({run['training_seed']})")), ("test", lambda run: f"{run['test_ppl']:.2f}"),
+            ("seeds", _seed_label), ("test", lambda run: f"{run['test_ppl']:.2f}"),
             ("valid", lambda run: f"{run['valid_ppl']:.2f}"),
             ("epochs", lambda run: f"{run['epochs']} ({_f(run['best_epoch'], '.0f')}"
                                    f"{'' if run.get('stopped_early', True) else ', cap'})"),
@@ -162,6 +161,12 @@ def render_seeds(results: dict) -> list[str]:
         lines.append(f"| {key} | {cells['seeds']} | {cells['test']} | {row['test_ppl_mean']:.2f}{spread} | {ratio} | "
                      f"{cells['valid']} | {cells['epochs']} | {cells['minutes']} |")
     return lines
+
+
+def _seed_label(run: dict) -> str:
+    """The seed, and in parentheses the training seed when a run kept from elsewhere trained with another one."""
+    training_seed = run.get("training_seed", run["seed"])
+    return str(run["seed"]) + ("" if training_seed == run["seed"] else f" ({training_seed})")
 
 
 def render_quality(results: dict) -> list[str]:

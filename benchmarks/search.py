@@ -70,7 +70,7 @@ QUALITY_PROTOCOL = ("Every setting starts from the soft + KD recipe as the recip
                     "runs sharing the 2 cores. The best text is chosen first, then each method is tried on it; the "
                     "best setting continues to early stopping. The parts family binarizes one part at a time; the pq "
                     "family starts from the shipped PQ recipe (pq-soft-kd.yaml) on the best text and changes its "
-                    "layout. The float-kd family is the fair row: the same recipe with every part float, distilled "
+                    "layout, and tries each layout with the quality family's winner too. The float-kd family is the fair row: the same recipe with every part float, distilled "
                     "from the same teacher. Test perplexity is shown, never used to choose.")
 # Quality study, first stage: the text the student distils on. Its base (`recipe`) is the soft + KD recipe as the
 # hyper-parameter search left it, which mixes cross-entropy on the real text with the KL term (kd_lambda 0.5); on

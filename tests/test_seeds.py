@@ -45,7 +45,8 @@ def finished(directory, training_seed=1234):
     """A run directory as training leaves it, as far as seeds.py reads it."""
     directory.mkdir(parents=True)
     metrics = {"test_ppl": 170.0, "valid_ppl": 169.0, "epochs": 7, "best_epoch": 5.3, "stopped_early": True,
-               "train_seconds": 60.0, "compression_ratio": 28.4, "model_bytes": 867_488, "history": [{"valid_ppl": 169.0}],
+               "train_seconds": 60.0, "compression_ratio": 28.4, "model_bytes": 867_488,
+               "history": [{"valid_ppl": 169.0}],
                "config": {"training": {"seed": training_seed}}}
     (directory / "metrics.json").write_text(json.dumps(metrics))
 
