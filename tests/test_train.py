@@ -98,6 +98,15 @@ def test_teacher_with_another_vocabulary_is_rejected_before_training(teacher_run
     assert not (tmp_path / "student").exists()
 
 
+def test_a_missing_ensemble_member_is_named_with_its_key_before_any_data_is_read(teacher_run, corpus, tmp_path):
+    teacher, _ = teacher_run
+    values = recipe(corpus, tmp_path / "student", model={"binarize": True},
+                    distill={"teacher": str(teacher), "ensemble": [str(teacher), str(tmp_path / "teacher-s3")]})
+    with pytest.raises(FileNotFoundError, match=r"^distill.ensemble: \S*teacher-s3: no such model directory"):
+        train(load_run_config(str(write_recipe(tmp_path / "s.yaml", values))))
+    assert not (tmp_path / "student").exists()
+
+
 def test_a_teacher_from_other_text_stops_the_run_on_the_oov_rate_before_training(teacher_run, tmp_path):
     teacher, _ = teacher_run
     other = tmp_path / "other"
@@ -152,6 +161,8 @@ def test_a_student_of_a_teacher_saved_by_0_2_trains_on_the_same_stream_and_saves
         (lambda v: v["model"].update(scaling="columns"), "scaling"),
         (lambda v: v["training"].update(schedule="exp"), "training.schedule"),
         (lambda v: v["training"].update(batch_size=0), "batch_size"),
+        (lambda v: v.setdefault("distill", {}).update(teacher="runs/absent/teacher"),
+         "^distill.teacher: runs/absent/teacher: no such model directory"),
     ],
 )
 def test_bad_recipes_fail_before_training(corpus, tmp_path, change, message):

@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..atomic import write_bytes_atomic
 from ..models.softbin_lstm import SoftBinLSTMForCausalLM
-from ..models.softbin_lstm.checkpoint import WEIGHTS_NAME
+from ..models.softbin_lstm.checkpoint import WEIGHTS_NAME, resolve_file
 from ..plotting import plot_curve
 from ..summary import summarize
 from ..tokenization import save_tokenizer, train_word_tokenizer_from_dataset
@@ -88,8 +88,21 @@ def load_tokenizer(config: RunConfig, train_split):
                                              max_size=data.max_vocab_size)
 
 
+def require_teachers(config: RunConfig) -> None:
+    """Every model the recipe distils from is there, checked before any data is read: a missing run directory is named
+    with its recipe key (a Hub id is looked up on the Hub)."""
+    if config.distill.teacher is None:
+        return
+    for key, path in [("teacher", config.distill.teacher), *(("ensemble", path) for path in config.distill.ensemble)]:
+        try:
+            resolve_file(path, WEIGHTS_NAME, {})
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"distill.{key}: {error} (train that float model first)") from None
+
+
 def prepare_streams(config: RunConfig, accelerator: Accelerator):
     """The tokenizer and one token stream per split; a split the tokenizer mostly cannot read is an error."""
+    require_teachers(config)
     data = config.data
     with accelerator.main_process_first():
         if data.name is not None:
