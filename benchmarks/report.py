@@ -144,8 +144,8 @@ def render_seeds(results: dict) -> list[str]:
     lines = ["## Headline rows over seeds", "", f"Command: `{seeds['command']}`. " + _machine_line(results, "seeds"),
              "", "Each row's shipped recipe (configs/wt2-mini), trained until validation stopped improving (or an epoch "
              "cap: marked `cap`), once per seed; seed s of a student distils from seed s of the float row "
-             "(soft-kd-ensemble: from it and the float row's other seeds). A seed in parentheses is the training "
-             "seed a run kept from elsewhere used. The ratio is of the means.", "",
+             "(the ensemble-taught rows: from it and the float row's other seeds). A seed in parentheses is the "
+             "training seed a run kept from elsewhere used. The ratio is of the means.", "",
              "| row | seeds | test ppl per seed | mean ± sd | mean / float mean | valid ppl per seed | epochs (best) | "
              "minutes of training |", "|---|---|---|---|---|---|---|---|"]
     for key, row in rows.items():

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Recipes over several seeds: the headline rows (the float model, the shipped soft + KD recipe and the shipped PQ
-recipe), and the soft + KD student taught by an ensemble of the float row's seeds.
+recipe), and the soft + KD and PQ students taught by an ensemble of the float row's seeds.
 
     python benchmarks/seeds.py --seeds 1 2 3            # the headline rows, three seeds (many hours on 2 CPU cores)
     python benchmarks/seeds.py --rows float --seeds 1   # one row, one seed
-    python benchmarks/seeds.py --rows soft-kd-ensemble --seeds 1 2 3   # after the float row's seeds
+    python benchmarks/seeds.py --rows soft-kd-ensemble pq-m5-ensemble --seeds 1 2 3   # after the float row's seeds
 
 Perplexities move by about 2% between seeds and between machines, so a headline ratio is a ratio of means. Seed s of
-each student distils from seed s of the float row (its teacher), so the students' spread includes their teachers'; the
+each student distils from seed s of the float row (its teacher), so the students' spread includes their teachers'; an
 ensemble-taught student's seed s starts from float seed s and distils from it with the other seeds asked for.
 Every run trains its recipe from configs/wt2-mini unchanged but for the seed, the teacher and the output directory,
 until validation stops improving (or its recipe's epoch cap). A run whose metrics.json exists is kept (the command continues where it stopped);
@@ -28,9 +28,11 @@ import search  # noqa: E402  (benchmarks/search.py: one way to run a recipe)
 
 # Each row's recipe in configs/wt2-mini.
 ROWS = {"float": "teacher.yaml", "soft-kd": "soft-kd.yaml", "pq-m5": "pq-soft-kd.yaml",
-        "soft-kd-ensemble": "soft-kd-ensemble.yaml"}
-# The rows benchmarks/run.py trains (the key of the benchmark row each one updates). The ensemble-taught student needs
-# three float models, so the benchmark has no row for it.
+        "soft-kd-ensemble": "soft-kd-ensemble.yaml", "pq-m5-ensemble": "pq-soft-kd-ensemble.yaml"}
+# The rows taught by an ensemble of the float row's seeds.
+ENSEMBLE_ROWS = ("soft-kd-ensemble", "pq-m5-ensemble")
+# The rows benchmarks/run.py trains (the key of the benchmark row each one updates). The ensemble-taught rows need
+# three float models, so the benchmark has no row for them.
 HEADLINE = ("float", "soft-kd", "pq-m5")
 
 
@@ -51,8 +53,8 @@ def train_seed(args, row: str, seed: int) -> dict:
                 raise SystemExit(f"{row} seed {seed} distils from the float row's seed {seed}: train it first "
                                  f"({teacher} has no metrics.json)")
             overrides["distill.teacher"] = teacher
-            if row == "soft-kd-ensemble":
-                overrides["distill.ensemble"] = "[" + ",".join(ensemble_members(args, seed)) + "]"
+            if row in ENSEMBLE_ROWS:
+                overrides["distill.ensemble"] = "[" + ",".join(ensemble_members(args, row, seed)) + "]"
         print(f"[{row}] training seed {seed} in {directory}", flush=True)
         search.train(ROWS[row], directory, overrides, os.path.isdir(os.path.join(directory, "checkpoint")), args.log)
     with open(metrics_file, encoding="utf-8") as handle:
@@ -66,12 +68,12 @@ def train_seed(args, row: str, seed: int) -> dict:
             "valid_curve": [round(point["valid_ppl"], 2) for point in metrics["history"]]}
 
 
-def ensemble_members(args, seed: int) -> list[str]:
-    """The float row's other seeds, which the ensemble-taught student's seed `seed` averages with its teacher."""
+def ensemble_members(args, row: str, seed: int) -> list[str]:
+    """The float row's other seeds, which an ensemble-taught row's seed `seed` averages with its teacher."""
     members = [run_dir(args, "float", other) for other in args.seeds if other != seed]
     missing = [member for member in members if not os.path.exists(os.path.join(member, "metrics.json"))]
     if not members or missing:
-        raise SystemExit(f"soft-kd-ensemble seed {seed} distils from the float row's other seeds too: ask for two "
+        raise SystemExit(f"{row} seed {seed} distils from the float row's other seeds too: ask for two "
                          f"seeds or more and train them first ({', '.join(missing) or 'no other seed'})")
     return members
 

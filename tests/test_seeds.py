@@ -51,11 +51,12 @@ def finished(directory, training_seed=1234):
     (directory / "metrics.json").write_text(json.dumps(metrics))
 
 
-def test_the_ensemble_row_starts_from_its_seeds_float_model_and_distils_from_every_seed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("row", seeds.ENSEMBLE_ROWS)
+def test_an_ensemble_row_starts_from_its_seeds_float_model_and_distils_from_every_seed(tmp_path, monkeypatch, row):
     floats = str(tmp_path / "float-s{seed}")
     for seed in (1, 2, 3):
         finished(tmp_path / f"float-s{seed}", training_seed=seed)
-    finished(tmp_path / "runs" / "soft-kd-ensemble" / "s1")  # kept from elsewhere: trained with the default seed
+    finished(tmp_path / "runs" / row / "s1")  # kept from elsewhere: trained with the default seed
     calls = []
 
     def fake_train(recipe, directory, overrides, resume, log):
@@ -64,19 +65,19 @@ def test_the_ensemble_row_starts_from_its_seeds_float_model_and_distils_from_eve
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(seeds.search, "train", fake_train)
-    seeds.main(["--rows", "soft-kd-ensemble", "--seeds", "1", "2", "3", "--runs-dir", "runs", "--float-dirs", floats,
+    seeds.main(["--rows", row, "--seeds", "1", "2", "3", "--runs-dir", "runs", "--float-dirs", floats,
                 "--results-dir", str(tmp_path), "--log", str(tmp_path / "log")])
-    assert [recipe for recipe, _ in calls] == ["soft-kd-ensemble.yaml"] * 2  # seed 1 had finished
+    assert [recipe for recipe, _ in calls] == [seeds.ROWS[row]] * 2  # seed 1 had finished
     second = calls[0][1]
     assert second["training.seed"] == 2 and second["distill.teacher"] == floats.format(seed=2)
     assert second["distill.ensemble"] == f"[{floats.format(seed=1)},{floats.format(seed=3)}]"
-    row = report.load(str(tmp_path))["seeds"]["rows"]["soft-kd-ensemble"]
-    assert [(run["seed"], run["training_seed"]) for run in row["runs"]] == [(1, 1234), (2, 2), (3, 3)]
-    assert "| soft-kd-ensemble | 1 (1234), 2, 3 |" in (tmp_path / "RESULTS.md").read_text()
+    runs = report.load(str(tmp_path))["seeds"]["rows"][row]["runs"]
+    assert [(run["seed"], run["training_seed"]) for run in runs] == [(1, 1234), (2, 2), (3, 3)]
+    assert f"| {row} | 1 (1234), 2, 3 |" in (tmp_path / "RESULTS.md").read_text()
 
 
-def test_the_ensemble_row_needs_the_float_rows_other_seeds_first(tmp_path):
+def test_an_ensemble_row_needs_the_float_rows_other_seeds_first(tmp_path):
     finished(tmp_path / "float-s1", training_seed=1)
     args = Namespace(seeds=[1, 2], float_dirs=str(tmp_path / "float-s{seed}"), runs_dir=str(tmp_path))
-    with pytest.raises(SystemExit, match="float-s2"):
-        seeds.ensemble_members(args, 1)
+    with pytest.raises(SystemExit, match="pq-m5-ensemble seed 1 .*float-s2"):
+        seeds.ensemble_members(args, "pq-m5-ensemble", 1)

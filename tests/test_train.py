@@ -306,7 +306,7 @@ def test_two_processes_train_in_sync_and_evaluate_like_one(corpus, tmp_path):
 
 
 SHIPPED_DATASETS = ("wt2-mini", "ptb-small", "ptb-medium", "wikitext-2")
-SHIPPED_METHODS = ("teacher", "bllm", "soft", "soft-kd", "soft-kd-ensemble")
+SHIPPED_METHODS = ("teacher", "bllm", "soft", "soft-kd", "soft-kd-ensemble", "pq-soft-kd", "pq-soft-kd-ensemble")
 
 
 def test_every_recipe_parses_and_each_shipped_dataset_has_every_method():
