@@ -21,13 +21,14 @@ continued. Without its results file, a search starts from what benchmarks/result
 copied into the recipes by hand, with the table this writes.
 
 The `quality` family studies changes to the training method of soft + KD (not its hyper-parameters): which text to
-distil on (the real text, or the real text with text sampled from the teacher), then one method at a time on the best
-text (hidden-state loss, row and column scalars, progressive binarization, weight averaging, slower latent weights,
-Bop, an ensemble teacher); separately, which part of the model costs the most when it alone is binarized (`--family
-parts`), product-quantized layouts of 50x or more on that text and with the study's winner (`--family pq`), and the
-fair row beside them: a float model distilled the same way (`--family float-kd`). These settings all train for the
-same number of optimizer steps (`--screen-epochs` passes' worth of the real text) and are evaluated once per pass over
-the real text, whatever text they train on.
+distil on (the real text, or the real text with text sampled from the teacher), then one method at a time on the
+best text (hidden-state loss, row and column scalars, progressive binarization, weight averaging, slower latent
+weights, Bop, an ensemble teacher), then the best of those with each other one that also beat the text alone;
+separately, which part of the model costs the most when it alone is binarized (`--family parts`), product-quantized
+layouts of 50x or more on that text and with the study's winner (`--family pq`), and the fair row beside them: a
+float model distilled the same way (`--family float-kd`). These settings all train for the same number of optimizer
+steps (`--screen-epochs` passes' worth of the real text) and are evaluated once per pass over the real text,
+whatever text they train on.
 """
 
 import argparse
@@ -67,11 +68,13 @@ QUALITY_PROTOCOL = ("Every setting starts from the soft + KD recipe as the recip
                     "steps; validation perplexity is measured after every pass over the real training text's worth of"
                     " steps and at the end of each pass over the text it trains on (the real text, or the real text "
                     "with sampled text). Minutes of training add up every session a run took, most of them with two "
-                    "runs sharing the 2 cores. The best text is chosen first, then each method is tried on it; the "
+                    "runs sharing the 2 cores. The best text is chosen first, then each method is tried on it, then "
+                    "the best method with each other method that also beat the text alone (`TEXT+BEST+OTHER`); the "
                     "best setting continues to early stopping. The parts family binarizes one part at a time; the pq "
                     "family starts from the shipped PQ recipe (pq-soft-kd.yaml) on the best text and changes its "
-                    "layout, and tries each layout with the quality family's winner too. The float-kd family is the fair row: the same recipe with every part float, distilled "
-                    "from the same teacher. Test perplexity is shown, never used to choose.")
+                    "layout, and tries each layout with the quality family's winner too. The float-kd family is the "
+                    "fair row: the same recipe with every part float, distilled from the same teacher. Test "
+                    "perplexity is shown, never used to choose.")
 # Quality study, first stage: the text the student distils on. Its base (`recipe`) is the soft + KD recipe as the
 # hyper-parameter search left it, which mixes cross-entropy on the real text with the KL term (kd_lambda 0.5); on
 # sampled text only the teacher's distribution means anything, so KL only. (The shipped recipe is now the winner.)
@@ -426,7 +429,24 @@ class Search:
                     {**base, **TEXT_VARIANTS[text]})
         if self.args.stop_after == "methods":
             return
+        self.screen(family, self.stacked_variants(family, text), "soft-kd.yaml", {**base, **TEXT_VARIANTS[text]})
+        if self.args.stop_after == "stacked":
+            return
         self.finish(family, "soft-kd.yaml")
+
+    def stacked_variants(self, family: str, text: str) -> dict[str, dict]:
+        """Quality study, third stage: the best change of method together with each other change that also beat the
+        text alone (`TEXT+BEST+OTHER`). None while fewer than two changes helped."""
+        entries = self.results[family]
+        alone = entries[text]["screen"]["valid_ppl"]
+        helped = sorted((name for name in method_variants(text, self.args.ensemble)
+                         if name in entries and entries[name]["screen"]["valid_ppl"] < alone),
+                        key=lambda name: entries[name]["screen"]["valid_ppl"])
+        if len(helped) < 2:
+            return {}
+        best = helped[0]
+        return {f"{best}+{other[len(text) + 1:]}": {**entries[best]["changes"], **entries[other]["changes"]}
+                for other in helped[1:]}
 
     def layouts_with_quality_winner(self) -> dict[str, dict]:
         """Every PQ layout with the quality family's winner applied (its text and its change of method), once that
@@ -492,7 +512,7 @@ def main(argv=None) -> int:
     parser.add_argument("--later", nargs="+", default=[], metavar="SETTING",
                         help="leave these settings out of this invocation (one without the flag screens them); a "
                              "stage then builds on the best of those screened")
-    parser.add_argument("--stop-after", choices=("text", "methods"),
+    parser.add_argument("--stop-after", choices=("text", "methods", "stacked"),
                         help="quality study: stop after this stage (a later run continues where it stopped)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override for every run (for a smoke test: --set training.max_steps=3)")

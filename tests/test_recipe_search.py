@@ -78,6 +78,34 @@ def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on
     assert updates[-1]["quality"]["teachers"]["quality"]["valid_ppl"] == 160.0
 
 
+def test_the_best_method_is_then_stacked_with_each_other_method_that_beat_the_text_alone(tmp_path, teacher,
+                                                                                         monkeypatch):
+    # sampled1x is the best text; the ensemble helps most, weight averaging and the ramp help too, the rest do not
+    valid = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 173.0, "sampled3x": 174.0, "sampled7x": 174.5,
+             "sampled1x+ensemble3": 170.0, "sampled1x+ema0.995": 171.5, "sampled1x+ramp1": 172.9}
+    calls = []
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append((os.path.basename(output_dir), overrides))
+        return {**outcome(valid.get(os.path.basename(output_dir), 174.0), 3, 3), **RUN, "valid_curve": [174.0]}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    arguments = ["--family", "quality", "--teacher", str(teacher), "--runs-dir", str(tmp_path / "runs"), "--results",
+                 str(tmp_path / "results.json"), "--log", str(tmp_path / "log"), "--results-dir", str(tmp_path),
+                 "--ensemble", "teacher-s2", "--ensemble", "teacher-s3", "--screen-epochs", "3"]
+    search.main([*arguments, "--stop-after", "methods"])
+    assert not any(name.count("+") > 1 for name, _ in calls)  # the stage waits for its own invocation
+    calls.clear()
+    search.main([*arguments, "--stop-after", "stacked"])
+    stacked = dict(calls)
+    assert list(stacked) == ["sampled1x+ensemble3+ema0.995", "sampled1x+ensemble3+ramp1"]
+    both = stacked["sampled1x+ensemble3+ema0.995"]
+    assert both["distill.ensemble"] == "[teacher-s2,teacher-s3]" and both["training.ema_decay"] == 0.995
+    assert both["distill.sampled_text_ratio"] == 1 and both["training.max_steps"] == 3 * 310
+
+
 def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_best(tmp_path, teacher, monkeypatch):
     calls = []
     valid = {"m10-binary-codebooks": 171.0}
