@@ -413,10 +413,13 @@ def text_extent(annotation, renderer):
 
 def study_rows(results: dict) -> list[dict]:
     """The quality study's winners trained to early stopping, as rows of the plot: the new frontier beside the
-    benchmark's rows (one seed each until benchmarks/seeds.py has run their recipes)."""
+    benchmark's rows (one seed each until benchmarks/seeds.py has run their recipes). A winner that is one seed of a
+    row measured over seeds is left to that row's mean."""
     quality = results.get("quality", {})
+    averaged = {run["run_dir"] for row in results.get("seeds", {}).get("rows", {}).values() if len(row["runs"]) > 1
+                for run in row["runs"]}
     winners = [(winner["setting"], quality["families"].get(family, {}), "")
-               for family, winner in quality.get("winners", {}).items()]
+               for family, winner in quality.get("winners", {}).items() if winner.get("run_dir") not in averaged]
     winners += [(study["winner"], study["settings"], " (earlier teacher)")
                 for study in quality.get("earlier", []) if study["winner"]]
     rows = []

@@ -60,7 +60,8 @@ def train_seed(args, row: str, seed: int) -> dict:
     with open(metrics_file, encoding="utf-8") as handle:
         metrics = json.load(handle)
     # the seed the run trained with (a run kept from elsewhere, e.g. a search's finalist, may have used another)
-    return {"seed": seed, "training_seed": metrics["config"]["training"]["seed"], "run_dir": directory,
+    return {"seed": seed, "training_seed": metrics["config"]["training"]["seed"],
+            "run_dir": os.path.relpath(os.path.realpath(directory)),  # where it trained (a kept run is a link to it)
             "test_ppl": metrics["test_ppl"], "valid_ppl": metrics["valid_ppl"], "epochs": metrics["epochs"],
             "best_epoch": metrics["best_epoch"], "stopped_early": metrics["stopped_early"],
             "train_seconds": metrics["train_seconds"], "compression_ratio": metrics["compression_ratio"],

@@ -76,6 +76,18 @@ def test_the_quality_studys_finalists_join_the_plot_beside_the_benchmark_rows():
     assert sum(numpy.array_equal(vertices, star) for vertices in drawn) == 2  # each study row, as a star
 
 
+def test_a_study_winner_that_is_one_seed_of_a_mean_is_plotted_only_in_that_mean():
+    final = {"valid_ppl": 170.0, "test_ppl": 169.3, "model_bytes": 867_488}
+    results = {"quality": {"winners": {"quality": {"setting": "sampled1x+ensemble3", "run_dir": "runs/q/ensemble3"},
+                                       "pq": {"setting": "m5", "run_dir": "runs/q/m5"}},
+                           "families": {"quality": {"sampled1x+ensemble3": {"final": final}},
+                                        "pq": {"m5": {"final": {**final, "model_bytes": 466_080}}}}},
+               "seeds": {"rows": {"soft-kd-ensemble": {"runs": [{"run_dir": "runs/q/ensemble3"},
+                                                                {"run_dir": "runs/seeds/soft-kd-ensemble/s2"}]},
+                                  "pq-m5-ensemble": {"runs": [{"run_dir": "runs/q/m5"}]}}}}  # one seed: no mean
+    assert [row["name"] for row in report.study_rows(results)] == ["study: m5"]
+
+
 def test_rows_measured_over_seeds_join_the_plot_at_their_mean_unless_the_table_shows_it():
     results = json.loads((REPO_ROOT / "benchmarks" / "results.json").read_text())
 
