@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from .allocator import reuse_freed_memory
 from .scoring.nbest_io import NBEST_FORMATS
 
 
@@ -228,6 +229,7 @@ def main(argv=None):
     if args.command != "train" and extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra  # `train` parses its own options
+    reuse_freed_memory()
     try:
         status = args.func(args)
     except (ValueError, FileNotFoundError, OSError) as err:
