@@ -141,7 +141,11 @@ def render_seeds(results: dict) -> list[str]:
     seeds = results["seeds"]
     rows = seeds["rows"]
     reference = rows.get("float")
-    lines = ["## Headline rows over seeds", "", f"Command: `{seeds['command']}`. " + _machine_line(results, "seeds"),
+    commands = {}  # each command, with the rows it measured last
+    for key, row in rows.items():
+        commands.setdefault(row["command"], []).append(key)
+    lines = ["## Headline rows over seeds", "", _machine_line(results, "seeds"), "", "Commands:", "",
+             *(f"- {', '.join(keys)}: `{command}`" for command, keys in commands.items()),
              "", "Each row's shipped recipe (configs/wt2-mini), trained until validation stopped improving (or an epoch "
              "cap: marked `cap`), once per seed; seed s of a student distils from seed s of the float row "
              "(the ensemble-taught rows: from it and the float row's other seeds). A seed in parentheses is the "

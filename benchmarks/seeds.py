@@ -79,10 +79,11 @@ def ensemble_members(args, row: str, seed: int) -> list[str]:
     return members
 
 
-def summarize(runs: list[dict]) -> dict:
+def summarize(runs: list[dict], command: str) -> dict:
+    """A row: its runs, their mean and spread, and the command that measured it."""
     tests = [run["test_ppl"] for run in runs]
     return {"runs": runs, "test_ppl_mean": statistics.mean(tests),
-            "test_ppl_std": statistics.stdev(tests) if len(tests) > 1 else None}
+            "test_ppl_std": statistics.stdev(tests) if len(tests) > 1 else None, "command": command}
 
 
 def update_results(args, seeds: dict) -> None:
@@ -90,7 +91,7 @@ def update_results(args, seeds: dict) -> None:
     has every seed asked for: test_ppl = the mean over seeds. The rows change together, since every ratio is to the
     float row: a row's headline figure is never a partial mean, nor a ratio of a new mean to an older single run."""
     results = report.load(args.results_dir)
-    sections = {"seeds": {"command": args.command, "rows": seeds}}
+    sections = {"seeds": {"rows": seeds}}
     rows = results.get("rows")
     complete = {key for key, row in seeds.items() if {run["seed"] for run in row["runs"]} >= set(args.seeds)}
     if rows and complete >= set(HEADLINE):
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
         runs = {run["seed"]: run for run in seeds.get(row, {}).get("runs", [])}
         for seed in args.seeds:
             runs[seed] = train_seed(args, row, seed)
-            seeds[row] = summarize([runs[key] for key in sorted(runs)])
+            seeds[row] = summarize([runs[key] for key in sorted(runs)], args.command)
             update_results(args, seeds)
     return 0
 
