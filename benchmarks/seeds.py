@@ -7,13 +7,14 @@ recipe), and the soft + KD and PQ students taught by an ensemble of the float ro
     python benchmarks/seeds.py --rows soft-kd-ensemble pq-m5-ensemble --seeds 1 2 3   # after the float row's seeds
 
 Perplexities move by about 2% between seeds and between machines, so a headline ratio is a ratio of means. Seed s of
-each student distils from seed s of the float row (its teacher), so the students' spread includes their teachers'; an
-ensemble-taught student's seed s starts from float seed s and distils from it with the other seeds asked for.
-Every run trains its recipe from configs/wt2-mini unchanged but for the seed, the teacher and the output directory,
-until validation stops improving (or its recipe's epoch cap). A run whose metrics.json exists is kept (the command continues where it stopped);
-each finished run is written into benchmarks/results.json at once: the `seeds` section (per row: every seed's test
-and validation perplexity, epochs and training time) and, in the benchmark's `rows`, `test_ppl_seeds` with `test_ppl`
-their mean (and every row's ratio to the float row's mean).
+each student distils from seed s of the float row (its teacher), so the students' spread includes their teachers';
+an ensemble-taught student's seed s starts from float seed s and distils from it with the other seeds asked for.
+Every run trains its recipe from configs/wt2-mini unchanged but for the seed, the teacher and the output directory
+(and, for a row named RECIPE+CHANGE, that change of the quality study), until validation stops improving (or its
+recipe's epoch cap). A run whose metrics.json exists is kept (the command continues where it stopped); each finished
+run is written into benchmarks/results.json at once: the `seeds` section (per row: every seed's test and validation
+perplexity, epochs and training time) and, in the benchmark's `rows`, `test_ppl_seeds` with `test_ppl` their mean
+(and every row's ratio to the float row's mean).
 """
 
 import argparse
@@ -29,8 +30,11 @@ import search  # noqa: E402  (benchmarks/search.py: one way to run a recipe)
 # Each row's recipe in configs/wt2-mini.
 ROWS = {"float": "teacher.yaml", "soft-kd": "soft-kd.yaml", "pq-m5": "pq-soft-kd.yaml",
         "soft-kd-ensemble": "soft-kd-ensemble.yaml", "pq-m5-ensemble": "pq-soft-kd-ensemble.yaml"}
+# Rows that are a recipe with a change of the quality study, measured over seeds beside the recipe itself.
+ROW_CHANGES = {"soft-kd-ensemble+no-ema": {"training.ema_decay": 0.0}}  # the ensemble recipe before weight averaging
+ROWS |= {row: ROWS[row.split("+")[0]] for row in ROW_CHANGES}
 # The rows taught by an ensemble of the float row's seeds.
-ENSEMBLE_ROWS = ("soft-kd-ensemble", "pq-m5-ensemble")
+ENSEMBLE_ROWS = ("soft-kd-ensemble", "pq-m5-ensemble", "soft-kd-ensemble+no-ema")
 # The rows benchmarks/run.py trains (the key of the benchmark row each one updates). The ensemble-taught rows need
 # three float models, so the benchmark has no row for them.
 HEADLINE = ("float", "soft-kd", "pq-m5")
@@ -46,7 +50,8 @@ def train_seed(args, row: str, seed: int) -> dict:
     directory = run_dir(args, row, seed)
     metrics_file = os.path.join(directory, "metrics.json")
     if not os.path.exists(metrics_file):
-        overrides = {"training.seed": seed, "training.log_with": None, "training.log_every": 100}
+        overrides = {"training.seed": seed, "training.log_with": None, "training.log_every": 100,
+                     **ROW_CHANGES.get(row, {})}
         if row != "float":
             teacher = run_dir(args, "float", seed)
             if not os.path.exists(os.path.join(teacher, "metrics.json")):
