@@ -111,6 +111,24 @@ def render_memory(results: dict) -> list[str]:
     return lines
 
 
+def render_allocator(results: dict) -> list[str]:
+    """Training steps with glibc's default and with freed memory kept (benchmarks/allocator.py)."""
+    section = results["allocator"]
+    best = section["best"]
+    default, kept = best["glibc default"], best["freed memory kept"]
+    lines = ["## Freed memory kept for the next step", "",
+             f"Command: `{section['command']}`. " + _machine_line(results, "allocator"), "",
+             f"{section['steps']} training steps in fresh processes, the two settings in turns; each figure is the best "
+             f"of {section['rounds']} rounds (the steps alone: not the set-up, nor the evaluation after them).", "",
+             "| setting | CPU s | kernel s | page faults | wall s | peak memory |", "|---|---|---|---|---|---|"]
+    lines += [f"| {setting} | {run['cpu_seconds']:.1f} | {run['kernel_seconds']:.1f} | {run['page_faults']:,} | "
+              f"{run['wall_seconds']:.1f} | {_mb(run['peak_rss_bytes'])} |" for setting, run in best.items()]
+    lines += ["", f"Kept vs default: {default['cpu_seconds'] / kept['cpu_seconds']:.2f}x less CPU time, "
+              f"{default['wall_seconds'] / kept['wall_seconds']:.2f}x less wall time, "
+              f"{kept['peak_rss_bytes'] / default['peak_rss_bytes']:.2f}x the peak memory."]
+    return lines
+
+
 def render_search(results: dict) -> list[str]:
     search = results["search"]
     lines = ["## Recipe search (validation perplexity only)", "", _machine_line(results, "search"), "",
@@ -499,7 +517,7 @@ def plot(results: dict, path: str) -> None:
 
 
 SECTIONS = (("benchmark", render_benchmark), ("seeds", render_seeds), ("quality", render_quality), ("asr", render_asr), ("search", render_search),
-            ("memory", render_memory))
+            ("memory", render_memory), ("allocator", render_allocator))
 
 
 def render(results: dict) -> str:

@@ -122,3 +122,16 @@ def test_a_crowd_of_rows_with_long_names_still_gets_clear_labels(seed):
             for i in range(6)]
     rows += [row(f"far {i}", rng.uniform(2e5, 3e7), rng.uniform(150, 260)) for i in range(6)]
     assert_labels_are_clear(report.ppl_vs_size_figure(rows), rows)
+
+
+def test_the_allocator_section_gives_each_setting_and_the_ratios():
+    def run(cpu, wall, peak):
+        return {"cpu_seconds": cpu, "kernel_seconds": cpu / 3, "page_faults": 7_000_000, "wall_seconds": wall,
+                "peak_rss_bytes": peak}
+
+    results = {"allocator": {"command": "python benchmarks/allocator.py", "steps": 40, "rounds": 2,
+                             "best": {"glibc default": run(30.0, 32.0, 1_000_000_000),
+                                      "freed memory kept": run(20.0, 16.0, 1_070_000_000)}}}
+    text = "\n".join(report.render_allocator(results))
+    assert "| glibc default | 30.0 | 10.0 | 7,000,000 | 32.0 |" in text
+    assert "1.50x less CPU time, 2.00x less wall time, 1.07x the peak memory" in text
