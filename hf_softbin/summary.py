@@ -19,6 +19,7 @@ from .models.softbin_lstm.configuration_softbin_lstm import PARTS
 # Which kind of storage each packed tensor name (its last component) is.
 KINDS = {"bits": "sign bits", "codebook_bits": "sign bits", "codes": "codes", "codebooks": "codebooks",
          "scale": "scalars", "col_scale": "scalars", "codebook_scale": "scalars", "row_scale": "scalars",
+         "residual_bits": "sign bits", "residual_scale": "scalars",
          "weight": "float weights"}
 KIND_ORDER = ("sign bits", "codes", "codebooks", "scalars", "float weights", "floats")
 
@@ -69,7 +70,8 @@ class Summary:
 def float_twin(config: SoftBinLSTMConfig) -> SoftBinLSTMForCausalLM:
     """The float32 model of the same shape: what every ratio is measured against (built on the default device; the
     summary builds it on the meta device)."""
-    values = {**config.to_dict(), "quantization": {part: "float" for part in PARTS}, "checkpoint_format": "master"}
+    values = {**config.to_dict(), "quantization": {part: "float" for part in PARTS}, "output_residual_rows": 0,
+              "checkpoint_format": "master"}
     return SoftBinLSTMForCausalLM(SoftBinLSTMConfig.from_dict(values))
 
 

@@ -57,7 +57,7 @@ def parameter_groups(model) -> tuple[list, list, list]:
     for module in model.modules():
         if isinstance(module, BinaryMatrix):
             latent.append(module.weight)
-            scalars += [parameter for parameter in (module.scale, module.col_scale) if parameter is not None]
+            scalars += module.learned_scalars()
     taken = {id(parameter) for parameter in latent + scalars}
     rest = [parameter for parameter in model.parameters() if id(parameter) not in taken]
     return latent, scalars, rest

@@ -102,7 +102,16 @@ class RunConfig:
         """The model's config: the recipe's `model` section, the vocabulary and special tokens of `tokenizer`."""
         return SoftBinLSTMConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                  bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                 **self.model)
+                                 **vocabulary_resolved(self.model, len(tokenizer)))
+
+
+def vocabulary_resolved(model: dict[str, Any], vocab_size: int) -> dict[str, Any]:
+    """A recipe's `model` section with what it gives as a share of the vocabulary in words: an `output_residual_rows`
+    between 0 and 1 (exclusive) is that share of the rows, so that one recipe fits every corpus."""
+    rows = model.get("output_residual_rows")
+    if isinstance(rows, float) and 0 < rows < 1:
+        return {**model, "output_residual_rows": round(rows * vocab_size)}
+    return model
 
 
 SECTIONS = {"data": DataConfig, "training": TrainingConfig, "distill": DistillConfig}
@@ -184,7 +193,8 @@ def _validate(config: RunConfig, where: str):
     if unknown:
         raise ValueError(f"{where}: unknown model field(s) {unknown}; known: {', '.join(model_fields())}")
     try:
-        model = SoftBinLSTMConfig(vocab_size=1_000_000, **config.model)  # the vocabulary is checked once it is known
+        # the vocabulary is checked once it is known
+        model = SoftBinLSTMConfig(vocab_size=1_000_000, **vocabulary_resolved(config.model, 1_000_000))
     except (ValueError, TypeError) as err:
         raise ValueError(f"{where}: model: {err}") from None
     for key, choices in CHOICES.items():

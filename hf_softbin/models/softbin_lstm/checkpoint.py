@@ -47,7 +47,7 @@ STAGING_PREFIX = ".tmp-save-"
 ARCHITECTURE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "projection_size",
                        "tie_word_embeddings", "quantization", "scaling", "learnable_scale", "float_storage_dtype",
                        "pq_subvectors", "pq_codebook_size", "pq_codebook_storage", "pq_row_scale",
-                       "checkpoint_format")
+                       "output_residual_rows", "checkpoint_format")
 DOWNLOAD_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "subfolder", "force_download")
 PUSH_MESSAGE = ("a model alone does not make a complete Hub upload (its tokenizer, metrics and model card live beside "
                 "it): save it with its tokenizer, then run `hf-softbin push DIRECTORY REPO_ID`, which uploads the "

@@ -51,6 +51,10 @@ class SoftBinLSTMConfig(PretrainedConfig):
         pq_row_scale: give every row of a PQ matrix (every word of a vocabulary matrix) its own learned scalar,
             stored in `float_storage_dtype`: the codes then describe the row's direction and the scalar its length,
             which varies much more from word to word than directions do. Costs 2 bytes a row in float16.
+        output_residual_rows: give the first this many rows of a binary output layer (with `"row"` scaling) a second
+            sign plane that binarizes what the first leaves, `a1 sign(W) + a2 sign(W - a1 sign(W))`: two bits a
+            weight, and one more scalar a row (`cols / 8 + 2` bytes a row in float16). In a vocabulary sorted by
+            frequency, as hf-softbin builds them, these are the most frequent words. Default 0: one plane.
         initializer_range: weights are initialized uniformly in `[-initializer_range, initializer_range]`.
         keep_packed: a packed checkpoint keeps only its sign bits, codes and scalars in memory and unpacks what
             each forward pass needs; otherwise it unpacks every matrix once at load time (faster, as much memory
@@ -79,6 +83,7 @@ class SoftBinLSTMConfig(PretrainedConfig):
         pq_codebook_size: int | dict[str, int] = 256,
         pq_codebook_storage: str = "float16",
         pq_row_scale: bool = False,
+        output_residual_rows: int = 0,
         initializer_range: float = 0.1,
         keep_packed: bool = False,
         checkpoint_format: str = "master",
@@ -105,6 +110,7 @@ class SoftBinLSTMConfig(PretrainedConfig):
         self.pq_codebook_size = pq_codebook_size
         self.pq_codebook_storage = pq_codebook_storage
         self.pq_row_scale = pq_row_scale
+        self.output_residual_rows = output_residual_rows
         self.initializer_range = initializer_range
         self.keep_packed = keep_packed
         self.checkpoint_format = checkpoint_format
@@ -157,6 +163,8 @@ class SoftBinLSTMConfig(PretrainedConfig):
                 raise ValueError(f"SoftBinLSTMConfig.{name} must be one of {choices}, got {value!r}")
         if not isinstance(self.pq_row_scale, bool):
             raise ValueError(f"SoftBinLSTMConfig.pq_row_scale must be true or false, got {self.pq_row_scale!r}")
+        if self.output_residual_rows:
+            self._validate_output_residual_rows()
         if self.learnable_scale and self.scaling == "bllm":
             raise ValueError("SoftBinLSTMConfig.learnable_scale applies to scaling 'row', 'tensor' or 'row_col'; "
                              "'bllm' always learns its gamma and beta")
@@ -183,6 +191,16 @@ class SoftBinLSTMConfig(PretrainedConfig):
             value = getattr(self, name, None)
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ValueError(f"SoftBinLSTMConfig.{name} must be in [0, vocab_size={self.vocab_size}), got {value!r}")
+
+    def _validate_output_residual_rows(self):
+        rows = self.output_residual_rows
+        if not isinstance(rows, int) or isinstance(rows, bool) or not 0 <= rows <= self.vocab_size:
+            raise ValueError(f"SoftBinLSTMConfig.output_residual_rows must be an integer in [0, vocab_size="
+                             f"{self.vocab_size}], got {rows!r}")
+        if self.quantization["output"] != "binary" or self.scaling != "row" or self.tie_word_embeddings:
+            raise ValueError("SoftBinLSTMConfig.output_residual_rows needs an untied binary output layer with row "
+                             f"scalars; got quantization output {self.quantization['output']!r}, scaling "
+                             f"{self.scaling!r}, tie_word_embeddings={self.tie_word_embeddings}")
 
     def _validate_pq(self, part: str):
         subvectors, codebook_size = self.pq_settings(part)

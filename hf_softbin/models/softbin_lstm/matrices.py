@@ -133,14 +133,21 @@ class BinaryMatrix(WeightMatrix):
     def _mixed(self, latent: torch.Tensor, binary: torch.Tensor) -> torch.Tensor:
         return binary if not self.float_share else binary.lerp(latent, self.float_share)
 
+    def learned_scalars(self) -> list[nn.Parameter]:
+        """The scalars training learns (at `training.scale_lr`), not derived from the latent weights."""
+        return [parameter for parameter in (self.scale, self.col_scale) if parameter is not None]
+
+    def binary(self) -> torch.Tensor:
+        """The quantized matrix, with gradients straight through to the latent weights and scalars."""
+        return binarize(self.weight, self.alpha())
+
     def matrix(self):
         if torch.is_grad_enabled():
-            return self._mixed(self.weight, binarize(self.weight, self.alpha()))
+            return self._mixed(self.weight, self.binary())
         # Inference: binarize once and reuse until the latent weights change (in-place updates bump _version).
-        key = (self.weight.data_ptr(), self.weight._version, None if self.scale is None else self.scale._version,
-               None if self.col_scale is None else self.col_scale._version)
+        key = (self.weight.data_ptr(), self.weight._version, *(scalar._version for scalar in self.learned_scalars()))
         if key != self._cache_key:
-            self._cache_key, self._cache_value = key, binarize(self.weight, self.alpha())
+            self._cache_key, self._cache_value = key, self.binary()
         return self._cache_value
 
     def lookup(self, ids):
@@ -190,6 +197,58 @@ class BinaryMatrix(WeightMatrix):
             self.scale.fill_(self.cols ** -0.5)
         else:
             self.scale.copy_(self.weight.abs().mean(dim=0, keepdim=True))
+
+
+class ResidualBinaryMatrix(BinaryMatrix):
+    """A binary matrix with row scalars whose first `residual_rows` rows also binarize what the first sign plane
+    leaves: `W[r] ~ a1[r] sign(W[r]) + a2[r] sign(W[r] - a1[r] sign(W[r]))`, two bits a weight for those rows.
+
+    Meant for the output layer, the part whose binarization costs the most perplexity: in a vocabulary sorted by
+    frequency (as hf-softbin builds them) its first rows are the most frequent words. Both planes read the same latent
+    weights, straight through; `a2` is mean |residual| per row, or learned with `learnable_scale` (starting there).
+    """
+
+    def __init__(self, rows, cols, *, residual_rows: int, scaling: str, learnable_scale: bool,
+                 storage_dtype: torch.dtype, gamma_axis: str = "row"):
+        super().__init__(rows, cols, scaling=scaling, learnable_scale=learnable_scale, storage_dtype=storage_dtype,
+                         gamma_axis=gamma_axis)
+        self.residual_rows = residual_rows
+        self.residual_scale = nn.Parameter(torch.empty(residual_rows, 1)) if learnable_scale else None
+
+    def extra_repr(self):
+        return super().extra_repr() + f", second plane on the first {self.residual_rows} rows"
+
+    def learned_scalars(self):
+        return super().learned_scalars() + ([self.residual_scale] if self.residual_scale is not None else [])
+
+    def _residual(self, first_plane_rows: torch.Tensor) -> torch.Tensor:
+        """What the first plane leaves of the first rows: the second plane's latent weights."""
+        return self.weight[: self.residual_rows] - first_plane_rows.detach()
+
+    def residual_alpha(self, residual: torch.Tensor) -> torch.Tensor:
+        scale = mean_abs_scale(residual, "row") if self.residual_scale is None else self.residual_scale
+        return round_ste(scale, self.storage_dtype)
+
+    def binary(self):
+        first = super().binary()
+        head = first[: self.residual_rows]
+        residual = self._residual(head)
+        return torch.cat([head + binarize(residual, self.residual_alpha(residual)), first[self.residual_rows:]])
+
+    lookup = WeightMatrix.lookup  # rows of the whole matrix: the second plane covers only some of them
+
+    @torch.no_grad()
+    def packed_tensors(self):
+        residual = self._residual(binarize(self.weight[: self.residual_rows], self.alpha()[: self.residual_rows]))
+        return {**super().packed_tensors(), "residual_bits": pack_signs(residual),
+                "residual_scale": self.residual_alpha(residual).to(self.storage_dtype)}
+
+    @torch.no_grad()
+    def fit_to_latent_(self):
+        super().fit_to_latent_()
+        if self.residual_scale is not None:
+            head = binarize(self.weight[: self.residual_rows], self.alpha()[: self.residual_rows])
+            self.residual_scale.copy_(mean_abs_scale(self._residual(head), "row"))
 
 
 class PQMatrix(WeightMatrix):
@@ -385,6 +444,47 @@ class PackedBinaryMatrix(PackedMatrix):
         if self.col_scale is not None:
             tensors["col_scale"] = self.col_scale.to(self.storage_dtype)
         return tensors
+
+
+class PackedResidualBinaryMatrix(PackedBinaryMatrix):
+    """`ResidualBinaryMatrix` as a packed checkpoint stores it: the second plane's sign bits and row scalars beside
+    the first's."""
+
+    def __init__(self, rows, cols, *, residual_rows: int, scaling: str, storage_dtype: torch.dtype,
+                 gamma_axis: str = "row", **_):
+        super().__init__(rows, cols, scaling=scaling, storage_dtype=storage_dtype, gamma_axis=gamma_axis)
+        self.residual_rows = residual_rows
+        self.register_buffer("residual_bits", torch.zeros(residual_rows, packed_width(cols), dtype=torch.uint8))
+        self.register_buffer("residual_scale", torch.zeros(residual_rows, 1))
+
+    def extra_repr(self):
+        return super().extra_repr() + f", second plane on the first {self.residual_rows} rows"
+
+    def _second_plane(self, index: slice | torch.Tensor) -> torch.Tensor:
+        signs = unpack_signs(self.residual_bits[index], self.cols, self.residual_scale.dtype)
+        return signs.mul_(self.residual_scale[index])
+
+    def rows_of(self, index):
+        rows = super().rows_of(index)
+        if isinstance(index, slice):
+            start, stop, _ = index.indices(self.rows)
+            end = min(stop, self.residual_rows)
+            if start < end:
+                rows[: end - start] += self._second_plane(slice(start, end))
+            return rows
+        inside = (index < self.residual_rows).nonzero().squeeze(1)
+        rows[inside] += self._second_plane(index[inside])
+        return rows
+
+    def packed_linear(self, inputs, bias):
+        outputs = super().packed_linear(inputs, bias)
+        outputs[:, : self.residual_rows] += sign_linear(inputs, self.residual_bits, self.cols,
+                                                        row_scale=self.residual_scale)
+        return outputs
+
+    def packed_tensors(self):
+        return {**super().packed_tensors(), "residual_bits": self.residual_bits,
+                "residual_scale": self.residual_scale.to(self.storage_dtype)}
 
 
 class PackedPQMatrix(PackedMatrix):

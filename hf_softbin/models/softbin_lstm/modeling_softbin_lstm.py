@@ -27,7 +27,9 @@ from .matrices import (
     PackedBinaryMatrix,
     PackedMatrix,
     PackedPQMatrix,
+    PackedResidualBinaryMatrix,
     PQMatrix,
+    ResidualBinaryMatrix,
     WeightMatrix,
 )
 from .quantizers import STORAGE_DTYPES, round_ste
@@ -42,13 +44,19 @@ class UnsupportedDeviceDtype(ValueError):
     """PyTorch's LSTM kernel cannot run on the requested combination of device and dtype."""
 
 
-def make_matrix(config: SoftBinLSTMConfig, part: str, rows: int, cols: int, gamma_axis: str = "row") -> WeightMatrix:
-    """The matrix module for `part` as the config stores it (master or packed)."""
+def make_matrix(config: SoftBinLSTMConfig, part: str, rows: int, cols: int, gamma_axis: str = "row",
+                residual_rows: int = 0) -> WeightMatrix:
+    """The matrix module for `part` as the config stores it (master or packed); a binary matrix with `residual_rows`
+    gives its first rows a second sign plane."""
     method = config.quantization[part]
     if method == "float":
         return FloatMatrix(rows, cols)
     storage_dtype = STORAGE_DTYPES[config.float_storage_dtype]
     packed = config.checkpoint_format == "packed"
+    if method == "binary" and residual_rows:
+        cls = PackedResidualBinaryMatrix if packed else ResidualBinaryMatrix
+        return cls(rows, cols, residual_rows=residual_rows, scaling=config.scaling,
+                   learnable_scale=config.learnable_scale, storage_dtype=storage_dtype, gamma_axis=gamma_axis)
     if method == "binary":
         cls = PackedBinaryMatrix if packed else BinaryMatrix
         return cls(rows, cols, scaling=config.scaling, learnable_scale=config.learnable_scale,
@@ -400,7 +408,8 @@ class SoftBinLSTMForCausalLM(SoftBinLSTMPreTrainedModel, GenerationMixin):
         if config.tie_word_embeddings:
             self.lm_head = None  # the output layer reads the embedding matrix (same rows, same scalars)
         else:
-            self.lm_head = make_matrix(config, "output", config.vocab_size, config.output_input_size)
+            self.lm_head = make_matrix(config, "output", config.vocab_size, config.output_input_size,
+                                       residual_rows=config.output_residual_rows)
         self.lm_head_bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.post_init()
 
