@@ -69,8 +69,9 @@ QUALITY_PROTOCOL = ("Every setting starts from the soft + KD recipe as the recip
                     " steps and at the end of each pass over the text it trains on (the real text, or the real text "
                     "with sampled text). Minutes of training add up every session a run took, most of them with two "
                     "runs sharing the 2 cores. The best text is chosen first, then each method is tried on it, then "
-                    "the best method with each other method that also beat the text alone (`TEXT+BEST+OTHER`); the "
-                    "best setting continues to early stopping. The parts family binarizes one part at a time; the pq "
+                    "the best method with each other method that also beat the text alone (`TEXT+BEST+OTHER`), and, "
+                    "while the best stack beats the one it grew from, that stack with each remaining such method; the"
+                    " best setting continues to early stopping. The parts family binarizes one part at a time; the pq "
                     "family starts from the shipped PQ recipe (pq-soft-kd.yaml) on the best text and changes its "
                     "layout, and tries each layout with the quality family's winner too. The float-kd family is the "
                     "fair row: the same recipe with every part float, distilled from the same teacher. Test "
@@ -435,24 +436,44 @@ class Search:
                     {**base, **TEXT_VARIANTS[text]})
         if self.args.stop_after == "methods":
             return
-        self.screen(family, self.stacked_variants(family, text), "soft-kd.yaml", {**base, **TEXT_VARIANTS[text]})
+        while True:  # each screened stack may make the next one
+            stacks = self.stacked_variants(family, text)
+            self.screen(family, stacks, "soft-kd.yaml", {**base, **TEXT_VARIANTS[text]})
+            if self.stacked_variants(family, text).keys() == stacks.keys():
+                break
         if self.args.stop_after == "stacked":
             return
         self.finish(family, "soft-kd.yaml")
 
     def stacked_variants(self, family: str, text: str) -> dict[str, dict]:
-        """Quality study, third stage: the best change of method together with each other change that also beat the
-        text alone (`TEXT+BEST+OTHER`). None while fewer than two changes helped."""
+        """Quality study, third stage, greedy: the best change of method together with each other change that also
+        beat the text alone (`TEXT+BEST+OTHER`); then, while the best stack screened beats the one it grew from,
+        that stack with each remaining such change (`TEXT+BEST+OTHER+THIRD`). Every stack so far, screened or not;
+        none while fewer than two changes helped."""
         entries = self.results[family]
-        alone = entries[text]["screen"]["valid_ppl"]
+
+        def valid(name: str) -> float:
+            return entries[name]["screen"]["valid_ppl"]
+
+        alone = valid(text)
         helped = sorted((name for name in method_variants(text, self.args.ensemble)
-                         if name in entries and entries[name]["screen"]["valid_ppl"] < alone),
-                        key=lambda name: entries[name]["screen"]["valid_ppl"])
-        if len(helped) < 2:
-            return {}
-        best = helped[0]
-        return {f"{best}+{other[len(text) + 1:]}": {**entries[best]["changes"], **entries[other]["changes"]}
-                for other in helped[1:]}
+                         if name in entries and valid(name) < alone), key=valid)
+        variants, stack = {}, [helped[0]] if helped else []
+        while len(helped) >= 2:
+            level = {}
+            for other in helped:
+                if other in stack:
+                    continue
+                parts = stack + [other]
+                name = text + "".join(part[len(text):] for part in parts)
+                level[name] = (other, {key: value for part in parts for key, value in entries[part]["changes"].items()})
+            variants |= {name: changes for name, (_, changes) in level.items()}
+            screened = [name for name in level if name in entries]
+            grown_from = text + "".join(part[len(text):] for part in stack)
+            if not screened or valid(min(screened, key=valid)) >= valid(grown_from):
+                break
+            stack.append(level[min(screened, key=valid)][0])
+        return variants
 
     def layouts_with_quality_winner(self) -> dict[str, dict]:
         """Every PQ layout with the quality family's winner applied (its text and its change of method), once that

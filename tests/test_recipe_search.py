@@ -106,6 +106,39 @@ def test_the_best_method_is_then_stacked_with_each_other_method_that_beat_the_te
     assert both["distill.sampled_text_ratio"] == 1 and both["training.max_steps"] == 3 * 310
 
 
+def test_a_stack_that_beats_the_one_it_grew_from_is_stacked_again_with_each_remaining_method(tmp_path, teacher,
+                                                                                           monkeypatch):
+    # three methods help alone; ensemble + ema beats the ensemble, so it grows by the ramp; that third level does
+    # not beat ensemble + ema, so stacking stops there
+    valid = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 173.0, "sampled3x": 174.0, "sampled7x": 174.5,
+             "sampled1x+ensemble3": 170.0, "sampled1x+ema0.995": 171.5, "sampled1x+ramp1": 172.9,
+             "sampled1x+ensemble3+ema0.995": 169.0, "sampled1x+ensemble3+ramp1": 169.5,
+             "sampled1x+ensemble3+ema0.995+ramp1": 169.2}
+    calls = []
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append((os.path.basename(output_dir), overrides))
+        return {**outcome(valid.get(os.path.basename(output_dir), 174.0), 3, 3), **RUN, "valid_curve": [174.0]}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    arguments = ["--family", "quality", "--teacher", str(teacher), "--runs-dir", str(tmp_path / "runs"), "--results",
+                 str(tmp_path / "results.json"), "--log", str(tmp_path / "log"), "--results-dir", str(tmp_path),
+                 "--ensemble", "teacher-s2", "--ensemble", "teacher-s3", "--screen-epochs", "3"]
+    search.main([*arguments, "--stop-after", "methods"])
+    calls.clear()
+    search.main([*arguments, "--stop-after", "stacked"])
+    assert [name for name, _ in calls] == ["sampled1x+ensemble3+ema0.995", "sampled1x+ensemble3+ramp1",
+                                           "sampled1x+ensemble3+ema0.995+ramp1"]
+    three = calls[-1][1]
+    assert three["distill.ensemble"] == "[teacher-s2,teacher-s3]" and three["training.ema_decay"] == 0.995
+    assert three["training.binarize_ramp_epochs"] == 1.0 and three["distill.sampled_text_ratio"] == 1
+    calls.clear()
+    search.main([*arguments, "--stop-after", "stacked"])  # everything screened: nothing trains again
+    assert calls == []
+
+
 def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_best(tmp_path, teacher, monkeypatch):
     calls = []
     valid = {"m10-binary-codebooks": 171.0}
