@@ -263,8 +263,9 @@ def render_benchmark(results: dict) -> list[str]:
             f"{_f(row.get('train_tps_ratio'), '.2f', '-')} | {_f(row.get('score_tps_ratio'), '.2f', '-')} |")
     caps = ", ".join(f"{recipe.removesuffix('.yaml')} {cap}" for recipe, cap in bench["epoch_caps"].items())
     lines += ["", f"- Epoch caps: {caps}; the PQ rows beside the recipe's m: {bench['short_pq_cap']} "
-              "(benchmarks/run.py says how they were chosen). Validation perplexity after each epoch, to see which "
-              "rows were still improving when the cap stopped them:"]
+              "(benchmarks/run.py says how they were chosen). Validation perplexity at each evaluation, to see which "
+              "rows were still improving when the cap stopped them: after every epoch, and for a row that also trains "
+              "on text sampled from its teacher, after every pass over the real text's worth of steps too:"]
     lines += [f"  - {row['name']}: {', '.join(f'{value:.1f}' for value in row['valid_curve'])}"
               for row in rows if row.get("valid_curve")]
     lines += ["- Training speed: tokens/s of training steps on the same batches in one process, interleaved rounds, "
