@@ -86,6 +86,13 @@ TEXT_VARIANTS = {
 }
 
 
+# The output layer costs the most (the parts family): a second sign plane for the most frequent three quarters of the
+# words, paid for by product-quantizing the embedding, whose binarization cost nothing (5 codes a row, binary
+# codebooks): 28.9x on wt2-mini, and at least the one-plane layout's ratio at any vocabulary size.
+TWO_PLANE_OUTPUT = {"model.quantization": "{embedding: pq, lstm: binary, output: binary}", "model.pq_subvectors": 5,
+                    "model.pq_codebook_storage": "binary", "model.output_residual_rows": 0.75}
+
+
 def method_variants(text: str, ensemble: list[str]) -> dict[str, dict]:
     """Quality study, second stage: one change of method at a time on the best text."""
     variants = {
@@ -96,12 +103,7 @@ def method_variants(text: str, ensemble: list[str]) -> dict[str, dict]:
         f"{text}+latent-lr0.25x": {"training.lr": 0.00025, "training.scale_lr": 0.001},
         # Gradients of the latent weights are about 1e-6 here: Larq's threshold 1e-8 would flip signs on noise.
         f"{text}+bop": {"training.optimizer": "bop", "training.bop_threshold": 1e-7},
-        # The output layer costs the most (the parts family): a second sign plane for the most frequent three quarters
-        # of the words, paid for by product-quantizing the embedding, whose binarization cost nothing (5 codes a row,
-        # binary codebooks): 28.9x on wt2-mini, and at least the one-plane layout's ratio at any vocabulary size.
-        f"{text}+two-plane-output": {"model.quantization": "{embedding: pq, lstm: binary, output: binary}",
-                                     "model.pq_subvectors": 5, "model.pq_codebook_storage": "binary",
-                                     "model.output_residual_rows": 0.75},
+        f"{text}+two-plane-output": TWO_PLANE_OUTPUT,
     }
     if ensemble:
         variants[f"{text}+ensemble{len(ensemble) + 1}"] = {"distill.ensemble": "[" + ",".join(ensemble) + "]"}
