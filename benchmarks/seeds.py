@@ -31,12 +31,16 @@ import search  # noqa: E402  (benchmarks/search.py: one way to run a recipe)
 ROWS = {"float": "teacher.yaml", "soft-kd": "soft-kd.yaml", "pq-m5": "pq-soft-kd.yaml",
         "soft-kd-ensemble": "soft-kd-ensemble.yaml", "pq-m5-ensemble": "pq-soft-kd-ensemble.yaml"}
 # Rows that are a recipe with a change of the quality study, measured over seeds beside the recipe itself.
+STUDY_METHODS = search.method_variants("", [])  # the quality study's changes of method, named "+METHOD"
 ROW_CHANGES = {"soft-kd-ensemble+no-ema": {"training.ema_decay": 0.0},  # the ensemble recipe before weight averaging
-               # with a second sign plane on the output layer's frequent words, paid for by a PQ embedding (28.9x)
-               "soft-kd-ensemble+two-plane-output": search.TWO_PLANE_OUTPUT}
+               # the study's best stack: with a second sign plane on the output layer's frequent words, paid for by a
+               # PQ embedding (28.9x), and progressive binarization over the first epoch
+               "soft-kd-ensemble+two-plane-output+ramp1": {**STUDY_METHODS["+two-plane-output"],
+                                                           **STUDY_METHODS["+ramp1"]}}
 ROWS |= {row: ROWS[row.split("+")[0]] for row in ROW_CHANGES}
 # The rows taught by an ensemble of the float row's seeds.
-ENSEMBLE_ROWS = ("soft-kd-ensemble", "pq-m5-ensemble", "soft-kd-ensemble+no-ema", "soft-kd-ensemble+two-plane-output")
+ENSEMBLE_ROWS = ("soft-kd-ensemble", "pq-m5-ensemble", "soft-kd-ensemble+no-ema",
+                 "soft-kd-ensemble+two-plane-output+ramp1")
 # The rows benchmarks/run.py trains (the key of the benchmark row each one updates). The ensemble-taught rows need
 # three float models, so the benchmark has no row for them.
 HEADLINE = ("float", "soft-kd", "pq-m5")
