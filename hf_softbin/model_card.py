@@ -121,6 +121,7 @@ def is_quantized(config: dict) -> bool:
 PART_NAMES = {"embedding": "input embedding", "lstm": "LSTM", "output": "output layer"}
 METHOD_NAMES = {"binary": "binarized to one bit a weight", "pq": "product-quantized (one byte a sub-vector)"}
 SCALING_NAMES = {"row": "one float scalar per row (soft binarization)", "tensor": "one float scalar per matrix",
+                 "row_col": "one float scalar per row and one per column (OneBit)",
                  "bllm": "plain +-1 weights with a learned per-unit scale and shift (the BLLM 2018 baseline)"}
 
 
@@ -135,6 +136,9 @@ def _description(config: dict) -> str:
     text = f"{kind} with " + ", ".join(described[:-1]) + (" and " if len(described) > 1 else "") + described[-1]
     if "binary" in model_config.quantization.values():
         text += f"; binary matrices keep {SCALING_NAMES[model_config.scaling]}"
+    if model_config.output_residual_rows:
+        text += (f"; the output layer's first {model_config.output_residual_rows:,} rows (its most frequent words) "
+                 "keep a second sign plane")
     return text + "."
 
 
@@ -149,6 +153,7 @@ def _model_table(config: dict) -> str:
         ("tied input/output embedding", model_config.tie_word_embeddings),
         ("storage per part", quantization),
         ("scaling of binary matrices", model_config.scaling),
+        ("output rows with a second sign plane", model_config.output_residual_rows),
         ("learned scalars", model_config.learnable_scale),
         ("float precision of kept scalars", model_config.float_storage_dtype),
         ("checkpoint", "packed" if model_config.checkpoint_format == "packed" else "float32 weights"),

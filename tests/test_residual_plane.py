@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from hf_softbin import SoftBinLSTMForCausalLM
+from hf_softbin.model_card import render_model_card
 from hf_softbin.models.softbin_lstm.matrices import ResidualBinaryMatrix
 from hf_softbin.models.softbin_lstm.quantizers import packed_width
 from hf_softbin.summary import summarize
@@ -159,3 +160,13 @@ def test_a_share_of_the_vocabulary_must_be_below_one(corpus, tmp_path):
     values = recipe(corpus, tmp_path / "run", model={**TWO_PLANE_OUTPUT, "output_residual_rows": 1.5})
     with pytest.raises(ValueError, match="model: .*output_residual_rows must be an integer .* got 1.5"):
         load_run_config(str(write_recipe(tmp_path / "bad.yaml", values)))
+
+
+@pytest.mark.parametrize("layout, says", [
+    (RESIDUAL, "the output layer's first 9 rows (its most frequent words) keep a second sign plane"),
+    (dict(scaling="row_col", learnable_scale=True), "one float scalar per row and one per column (OneBit)"),
+], ids=["second-plane", "row-col"])
+def test_the_model_card_describes_the_layout(tiny_config, tmp_path, layout, says):
+    SoftBinLSTMForCausalLM(tiny_config(**layout)).save_pretrained(tmp_path)
+    card = render_model_card(tmp_path, metrics={})
+    assert says in card
