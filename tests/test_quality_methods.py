@@ -97,9 +97,11 @@ def test_new_scalars_are_stored_in_float16_and_score_alike_in_every_memory_mode(
             assert torch.allclose(single, model(ids[:, :1]).logits, atol=1e-5), keep_packed
 
 
-def test_row_col_checkpoint_loads_as_remote_code_without_the_package(tiny_config, tmp_path):
+@pytest.mark.parametrize("layout", [ROW_COL, dict(output_residual_rows=9, learnable_scale=True)],
+                         ids=["row_col", "second-plane-output"])
+def test_new_layouts_load_as_remote_code_without_the_package(tiny_config, tmp_path, layout):
     torch.manual_seed(0)
-    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(**ROW_COL)))
+    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(**layout)))
     model.save_pretrained(tmp_path / "model")
     ids = torch.randint(0, 40, (2, 7))
     torch.save(ids, tmp_path / "ids.pt")

@@ -78,11 +78,9 @@ def test_the_quality_study_screens_every_text_for_the_same_steps_then_methods_on
     assert updates[-1]["quality"]["teachers"]["quality"]["valid_ppl"] == 160.0
 
 
-def test_the_best_method_is_then_stacked_with_each_other_method_that_beat_the_text_alone(tmp_path, teacher,
-                                                                                         monkeypatch):
-    # sampled1x is the best text; the ensemble helps most, weight averaging and the ramp help too, the rest do not
-    valid = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 173.0, "sampled3x": 174.0, "sampled7x": 174.5,
-             "sampled1x+ensemble3": 170.0, "sampled1x+ema0.995": 171.5, "sampled1x+ramp1": 172.9}
+def ensemble_study(tmp_path, teacher, monkeypatch, valid: dict) -> tuple[list, list]:
+    """The quality study with a three-teacher ensemble, each setting's screen scoring `valid` (174 if not given):
+    the (setting, overrides) of every training it starts, and its command-line arguments."""
     calls = []
 
     def fake_train(recipe, output_dir, overrides, resume, log_path):
@@ -95,6 +93,15 @@ def test_the_best_method_is_then_stacked_with_each_other_method_that_beat_the_te
     arguments = ["--family", "quality", "--teacher", str(teacher), "--runs-dir", str(tmp_path / "runs"), "--results",
                  str(tmp_path / "results.json"), "--log", str(tmp_path / "log"), "--results-dir", str(tmp_path),
                  "--ensemble", "teacher-s2", "--ensemble", "teacher-s3", "--screen-epochs", "3"]
+    return calls, arguments
+
+
+def test_the_best_method_is_then_stacked_with_each_other_method_that_beat_the_text_alone(tmp_path, teacher,
+                                                                                         monkeypatch):
+    # sampled1x is the best text; the ensemble helps most, weight averaging and the ramp help too, the rest do not
+    valid = {"recipe": 175.0, "kl-only": 176.0, "sampled1x": 173.0, "sampled3x": 174.0, "sampled7x": 174.5,
+             "sampled1x+ensemble3": 170.0, "sampled1x+ema0.995": 171.5, "sampled1x+ramp1": 172.9}
+    calls, arguments = ensemble_study(tmp_path, teacher, monkeypatch, valid)
     search.main([*arguments, "--stop-after", "methods"])
     assert not any(name.count("+") > 1 for name, _ in calls)  # the stage waits for its own invocation
     calls.clear()
@@ -114,18 +121,7 @@ def test_a_stack_that_beats_the_one_it_grew_from_is_stacked_again_with_each_rema
              "sampled1x+ensemble3": 170.0, "sampled1x+ema0.995": 171.5, "sampled1x+ramp1": 172.9,
              "sampled1x+ensemble3+ema0.995": 169.0, "sampled1x+ensemble3+ramp1": 169.5,
              "sampled1x+ensemble3+ema0.995+ramp1": 169.2}
-    calls = []
-
-    def fake_train(recipe, output_dir, overrides, resume, log_path):
-        calls.append((os.path.basename(output_dir), overrides))
-        return {**outcome(valid.get(os.path.basename(output_dir), 174.0), 3, 3), **RUN, "valid_curve": [174.0]}
-
-    monkeypatch.setattr(search, "train", fake_train)
-    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
-    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
-    arguments = ["--family", "quality", "--teacher", str(teacher), "--runs-dir", str(tmp_path / "runs"), "--results",
-                 str(tmp_path / "results.json"), "--log", str(tmp_path / "log"), "--results-dir", str(tmp_path),
-                 "--ensemble", "teacher-s2", "--ensemble", "teacher-s3", "--screen-epochs", "3"]
+    calls, arguments = ensemble_study(tmp_path, teacher, monkeypatch, valid)
     search.main([*arguments, "--stop-after", "methods"])
     calls.clear()
     search.main([*arguments, "--stop-after", "stacked"])

@@ -1,9 +1,8 @@
 """A second sign plane on the first rows of the binary output layer (`output_residual_rows`): its definition and
-gradients, its packed checkpoint (exact reload, every memory mode, remote code), its bytes, its settings."""
+gradients, its packed checkpoint (exact reload, every memory mode; remote code: test_quality_methods.py), its bytes,
+its settings."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,7 +18,7 @@ from hf_softbin.training.loop import train
 from hf_softbin.training.optim import parameter_groups
 from hf_softbin.training.recipe import load_run_config
 
-from conftest import BLOCK_HF_SOFTBIN, recipe, train_a_little, write_recipe
+from conftest import recipe, train_a_little, write_recipe
 
 RESIDUAL = dict(output_residual_rows=9, learnable_scale=True)
 
@@ -95,23 +94,6 @@ def test_a_packed_checkpoint_reloads_exactly_and_scores_alike_in_every_memory_mo
         rows = torch.tensor([0, 8, 9, 39, 3])  # inside and outside the second plane
         assert torch.equal(kept.lm_head.rows_of(rows), model.lm_head.matrix()[rows])
         assert torch.equal(kept.lm_head.rows_of(slice(5, 12)), model.lm_head.matrix()[5:12])
-
-
-def test_the_checkpoint_loads_as_remote_code_without_the_package(tiny_config, tmp_path):
-    torch.manual_seed(0)
-    model = train_a_little(SoftBinLSTMForCausalLM(tiny_config(**RESIDUAL)))
-    model.save_pretrained(tmp_path / "model")
-    ids = torch.randint(0, 40, (2, 7))
-    torch.save(ids, tmp_path / "ids.pt")
-    script = BLOCK_HF_SOFTBIN + (
-        "import sys, torch\nfrom transformers import AutoModelForCausalLM\n"
-        "m = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True, keep_packed=True)\n"
-        "torch.save(m(torch.load(sys.argv[2])).logits.detach(), sys.argv[2] + '.out')\n")
-    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
-    subprocess.run([sys.executable, "-c", script, str(tmp_path / "model"), str(tmp_path / "ids.pt")], check=True,
-                   cwd=tmp_path, env=env)
-    with torch.no_grad():
-        assert torch.allclose(torch.load(tmp_path / "ids.pt.out"), model(ids).logits, atol=1e-5)
 
 
 def test_the_summary_counts_the_second_planes_bits_and_scalars_to_the_byte(tiny_config, tmp_path):
