@@ -164,8 +164,8 @@ def render_seeds(results: dict) -> list[str]:
         commands.setdefault(row["command"], []).append(key)
     lines = ["## Headline rows over seeds", "", _machine_line(results, "seeds"), "", "Commands:", "",
              *(f"- {', '.join(keys)}: `{command}`" for command, keys in commands.items()),
-             "", "Each row's shipped recipe (configs/wt2-mini; a row named RECIPE+CHANGE: that recipe with one change "
-             "of the quality study), trained until validation stopped improving (or an epoch cap: marked `cap`), once "
+             "", "Each row's shipped recipe (configs/wt2-mini; a row named RECIPE+CHANGE: that recipe with the changes "
+             "of the quality study named after it, benchmarks/seeds.py `ROW_CHANGES`), trained until validation stopped improving (or an epoch cap: marked `cap`), once "
              "per seed; seed s of a student distils from seed s of the float row "
              "(the ensemble-taught rows: from it and the float row's other seeds). A seed in parentheses is the "
              "training seed a run kept from elsewhere used. The ratio is of the means.", "",
