@@ -73,7 +73,8 @@ QUALITY_PROTOCOL = ("Every setting starts from the soft + KD recipe as the recip
                     "while the best stack beats the one it grew from, that stack with each remaining such method; the"
                     " best setting continues to early stopping. The parts family binarizes one part at a time; the pq "
                     "family starts from the shipped PQ recipe (pq-soft-kd.yaml) on the best text and changes its "
-                    "layout, and tries each layout with the quality family's winner too. The float-kd family is the "
+                    "layout, tries each layout with the quality family's winner too, and the recipe's layout on "
+                    "soft + KD's former text. The float-kd family is the "
                     "fair row: the same recipe with every part float, distilled from the same teacher. Test "
                     "perplexity is shown, never used to choose.")
 # Quality study, first stage: the text the student distils on. Its base (`recipe`) is the soft + KD recipe as the
@@ -123,8 +124,12 @@ PQ_LAYOUTS = {
     # codes learned end to end (differentiable PQ) instead of fixed after k-means
     "m10-binary-codebooks+learned-codes": {"model.pq_subvectors": 10, "training.pq_code_temperature": 0.1},
     "m5-binary-codebooks+row-scale": {"model.pq_row_scale": True},  # 73.7x
-    "m5-binary-codebooks": {},  # 88.3x, the recipe
+    "m5-binary-codebooks+learned-codes": {"training.pq_code_temperature": 0.1},  # 88.3x
+    "m5-binary-codebooks": {},  # 88.3x, the recipe's layout
 }
+# The recipe's layout on soft + KD's former text (kd_lambda 0.5 on the real text alone), which pq-soft-kd.yaml trained
+# on until these screens: what the layouts on the best text are compared with.
+PQ_FORMER_TEXT = "m5-binary-codebooks+former-text"
 
 # Which part costs the most: the soft + KD recipe on the real text with one part binarized, the others float.
 PART_VARIANTS = {f"{part}-only": {"model.quantization": "{" + ", ".join(
@@ -425,8 +430,9 @@ class Search:
             self.finish(family, "soft-kd.yaml")
             return
         if family == "pq":
-            self.screen(family, {**PQ_LAYOUTS, **self.layouts_with_quality_winner()}, "pq-soft-kd.yaml",
-                        {**base, **TEXT_VARIANTS[BEST_TEXT]})
+            former_text = {key: base[key] for key in TEXT_VARIANTS[BEST_TEXT]}
+            self.screen(family, {**PQ_LAYOUTS, PQ_FORMER_TEXT: former_text, **self.layouts_with_quality_winner()},
+                        "pq-soft-kd.yaml", {**base, **TEXT_VARIANTS[BEST_TEXT]})
             self.finish(family, "pq-soft-kd.yaml")
             return
         self.screen(family, TEXT_VARIANTS, "soft-kd.yaml", base)

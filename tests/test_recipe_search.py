@@ -152,10 +152,13 @@ def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_be
                  str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log"),
                  "--results-dir", str(tmp_path)])
     screens = [call for call in calls if not call[3]]
-    assert [name for _, name, _, _ in screens] == list(search.PQ_LAYOUTS)
+    assert [name for _, name, _, _ in screens] == [*search.PQ_LAYOUTS, search.PQ_FORMER_TEXT]
     assert all(recipe == "pq-soft-kd.yaml" and overrides["training.max_steps"] == 930
-               and overrides["distill.sampled_text_ratio"] == 3 and overrides["distill.kd_lambda"] == 1.0
                for recipe, _, overrides, _ in screens)
+    texts = {name: (overrides["distill.sampled_text_ratio"], overrides["distill.kd_lambda"])
+             for _, name, overrides, _ in screens}
+    assert texts.pop(search.PQ_FORMER_TEXT) == (0, 0.5)  # the recipe's layout on the former text
+    assert set(texts.values()) == {(3, 1.0)}  # every layout on the best text
     finals = [name for _, name, _, resume in calls if resume]
     assert finals == ["m10-binary-codebooks"]  # the best screened continues to early stopping
 
@@ -180,7 +183,8 @@ def test_the_pq_study_also_tries_every_layout_with_the_quality_winner(tmp_path, 
                  str(tmp_path / "runs"), "--results", str(tmp_path / "absent.json"), "--log", str(tmp_path / "log"),
                  "--results-dir", str(tmp_path)])
     screens = {name: overrides for name, overrides, _ in calls}
-    assert list(screens) == [*search.PQ_LAYOUTS, *(f"{layout}+sampled1x+ensemble3" for layout in search.PQ_LAYOUTS)]
+    assert list(screens) == [*search.PQ_LAYOUTS, search.PQ_FORMER_TEXT,
+                             *(f"{layout}+sampled1x+ensemble3" for layout in search.PQ_LAYOUTS)]
     plain, with_winner = screens["m10-binary-codebooks"], screens["m10-binary-codebooks+sampled1x+ensemble3"]
     assert plain["distill.sampled_text_ratio"] == 3 and "distill.ensemble" not in plain  # the best text alone
     assert with_winner["distill.sampled_text_ratio"] == 1 and with_winner["distill.kd_lambda"] == 1.0
