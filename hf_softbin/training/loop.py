@@ -5,9 +5,9 @@ Run it as `hf-softbin train CONFIG.yaml [--section.key value ...]`, under any la
 
 Data follow the LSTM LM convention (docs/evaluation.md): the token stream is cut into `batch_size` parallel streams
 (each process its own contiguous share), trained with truncated BPTT while the LSTM state is carried from segment to
-segment. The run evaluates on validation data once an epoch (or every `eval_every` steps), cuts the learning rate when
-validation stops improving, stops early when it has stopped improving for `early_stopping_patience` evaluations, and
-ends with the best-validation weights.
+segment. The run evaluates on validation data after every pass over the real training text's worth of steps (or every
+`eval_every` steps) and at the end of each epoch, cuts the learning rate when validation stops improving, stops early
+when it has stopped improving for `early_stopping_patience` evaluations, and ends with the best-validation weights.
 """
 
 import hashlib
@@ -285,8 +285,8 @@ class TrainingRun:
         self.train_rows = self.rows_of(train_stream)
         self.segments = range(0, self.train_rows.shape[1] - 1, training.bptt)
         steps_per_epoch = self.steps_for(len(self.segments))
-        # Evaluation, early stopping and the binarization ramp count in passes over the real text, so that sampled
-        # text added to it does not change how often a run is evaluated.
+        # Evaluation and the binarization ramp count in passes over the real text, so that sampled text added to it
+        # does not stretch the interval between evaluations; each epoch's end is evaluated as well.
         real_steps = self.steps_for(math.ceil((self.rows_of(self.streams["train"]).shape[1] - 1) / training.bptt))
         self.total_steps = training.max_steps or steps_per_epoch * training.max_epochs
         self.eval_every = training.eval_every or real_steps
