@@ -107,7 +107,7 @@ def update_results(args, seeds: dict) -> None:
     complete = {key for key, row in seeds.items() if {run["seed"] for run in row["runs"]} >= set(args.seeds)}
     if rows and complete >= set(HEADLINE):
         for row in rows:
-            if row["key"] in complete & set(HEADLINE):
+            if row.get("key") in complete & set(HEADLINE):  # the KenLM rows have no key
                 measured = seeds[row["key"]]
                 row["test_ppl_seeds"] = [run["test_ppl"] for run in measured["runs"]]
                 row["test_ppl"] = measured["test_ppl_mean"]

@@ -25,7 +25,9 @@ def run(seed, test_ppl, stopped_early=True):
 def test_a_row_takes_the_mean_of_its_seeds_only_once_every_seed_has_run(tmp_path):
     rows = [{"key": "float", "name": "float", "test_ppl": 166.78, "ppl_ratio": 1.0, "size_bytes": 24_675_376},
             {"key": "soft-kd", "name": "soft + KD", "test_ppl": 175.0, "ppl_ratio": 175.0 / 166.78,
-             "size_bytes": 869_000}]
+             "size_bytes": 869_000},
+            {"name": "KenLM 5-gram (unpruned)", "test_ppl": 238.3, "ppl_ratio": 238.3 / 166.78,
+             "size_bytes": 3_030_000}]  # run.py writes its KenLM rows without a key
     (tmp_path / "results.json").write_text(json.dumps({"rows": rows}))
     args = Namespace(results_dir=str(tmp_path), seeds=[1, 2, 3])
     partial = {"float": seeds.summarize([run(1, 166.0), run(2, 168.0, stopped_early=False)], COMMAND)}
@@ -43,9 +45,10 @@ def test_a_row_takes_the_mean_of_its_seeds_only_once_every_seed_has_run(tmp_path
     seeds.update_results(args, {**every_float_seed, **students})
     text = (tmp_path / "RESULTS.md").read_text()
     assert f"- float: `{COMMAND}`" in text and f"- soft-kd, pq-m5: `{students_command}`" in text  # each row's
-    float_row, soft = report.load(str(tmp_path))["rows"]
+    float_row, soft, kenlm = report.load(str(tmp_path))["rows"]
     assert float_row["test_ppl_seeds"] == [166.0, 168.0, 170.0] and float_row["test_ppl"] == 168.0
     assert soft["test_ppl_seeds"] == [174.0, 175.0, 176.0] and soft["ppl_ratio"] == 175.0 / 168.0
+    assert "test_ppl_seeds" not in kenlm and kenlm["ppl_ratio"] == 238.3 / 168.0  # every ratio to the float mean
 
 
 def finished(directory, training_seed=1234):
