@@ -25,8 +25,9 @@ distil on (the real text, or the real text with text sampled from the teacher), 
 best text (hidden-state loss, row and column scalars, progressive binarization, weight averaging, slower latent
 weights, Bop, an ensemble teacher), then the best of those with each other one that also beat the text alone;
 separately, which part of the model costs the most when it alone is binarized (`--family parts`), product-quantized
-layouts of 50x or more on that text and with the study's winner (`--family pq`), and the fair row beside them: a
-float model distilled the same way (`--family float-kd`). These settings all train for the same number of optimizer
+layouts of 50x or more on that text and with the study's winner (`--family pq`), the fair row beside them: a
+float model distilled the same way (`--family float-kd`), and a stronger teacher for the shipped ensemble recipe: a
+wider float model joining its ensemble (`--family wider-teacher --wider-teacher RUN_DIR`). These settings all train for the same number of optimizer
 steps (`--screen-epochs` passes' worth of the real text) and are evaluated once per pass over the real text,
 whatever text they train on.
 """
@@ -47,7 +48,7 @@ from hf_softbin.training.run_files import CHECKPOINT_DIR  # noqa: E402
 RECIPES = os.path.join("configs", "wt2-mini")
 # Settings trained to convergence after screening, per family.
 FINALISTS = {"teacher": 1, "bllm": 2, "soft": 1, "soft-kd": 2, "pq-soft-kd": 1, "quality": 1, "parts": 0, "pq": 1,
-             "float-kd": 1}
+             "float-kd": 1, "wider-teacher": 1}
 # Product quantization (5 codes a row): codes fixed or re-assigned from the latent rows every 200 steps, codebooks in
 # float16 or soft-binarized. Trained with the soft + KD winner's settings.
 PQ_VARIANTS = {
@@ -60,8 +61,8 @@ PROTOCOL = ("Each setting trains for a few epochs (screening); the best by valid
             "its screening checkpoint until validation stops improving or the epoch cap; the winner is the finalist "
             "with the lowest validation perplexity (where no finalist was trained, the best screened setting; PQ variants "
             "compete only at the smallest file). Test perplexity is shown, never used to choose.")
-FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd", "quality", "parts", "pq", "float-kd")
-STUDY_FAMILIES = ("quality", "parts", "pq", "float-kd")  # changes of method, reported in their own section
+FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd", "quality", "parts", "pq", "float-kd", "wider-teacher")
+STUDY_FAMILIES = ("quality", "parts", "pq", "float-kd", "wider-teacher")  # changes of method, reported in their own section
 QUALITY_PROTOCOL = ("Every setting starts from the soft + KD recipe as the recipe search left it "
                     "(configs/wt2-mini/soft-kd.yaml with kd_lambda 0.5 on the real text; the study's winner has since"
                     " replaced it) and its teacher, changes one thing, and trains for the same number of optimizer "
@@ -75,7 +76,11 @@ QUALITY_PROTOCOL = ("Every setting starts from the soft + KD recipe as the recip
                     "family starts from the shipped PQ recipe (pq-soft-kd.yaml) on the best text and changes its "
                     "layout, tries each layout with the quality family's winner too, and the recipe's layout on "
                     "soft + KD's former text. The float-kd family is the "
-                    "fair row: the same recipe with every part float, distilled from the same teacher. Test "
+                    "fair row: the same recipe with every part float, distilled from the same teacher. The "
+                    "wider-teacher family starts from the shipped ensemble recipe (soft-kd-ensemble.yaml) and "
+                    "changes who teaches: its float ensemble, that ensemble with a wider float model as one more "
+                    "member, or the teacher with the wider model alone (the student always starts from the teacher); "
+                    "beside them, a float student taught by the ensemble with the wider model. Test "
                     "perplexity is shown, never used to choose.")
 # Quality study, first stage: the text the student distils on. Its base (`recipe`) is the soft + KD recipe as the
 # hyper-parameter search left it, which mixes cross-entropy on the real text with the KL term (kd_lambda 0.5); on
@@ -149,6 +154,19 @@ def float_student_variants(ensemble: list[str]) -> dict[str, dict]:
 
 
 FLOAT_STUDENT = {"model.quantization": "{embedding: float, lstm: float, output: float}"}
+
+
+def wider_teacher_variants(ensemble: list[str], wider: str) -> dict[str, dict]:
+    """Who teaches the shipped ensemble recipe: its ensemble of float models of the student's shape (the teacher and
+    `ensemble`), that ensemble with a wider float model as one more member, and the teacher with the wider model
+    alone; and the fair row, a float student taught by the ensemble with the wider model. Every member counts
+    the same in the mean of probabilities; the student starts from the teacher, which has its shape."""
+    members = f"ensemble{len(ensemble) + 1}"
+    with_wider = "[" + ",".join([*ensemble, wider]) + "]"
+    return {members: {"distill.ensemble": "[" + ",".join(ensemble) + "]"},
+            f"{members}+wider": {"distill.ensemble": with_wider},
+            "teacher+wider": {"distill.ensemble": f"[{wider}]"},
+            f"float-student+{members}+wider": {**FLOAT_STUDENT, "distill.ensemble": with_wider}}
 
 OPTIMIZERS = {
     "sgd-lr10": {"training.optimizer": "sgd", "training.lr": 10},
@@ -362,6 +380,8 @@ class Search:
         file: codebook storage trades bytes for quality, and the PQ recipe is there for its size."""
         entries = self.results[family]
         names = list(entries)
+        if family == "wider-teacher":  # the float student is the fair row beside the 1-bit ones, not a contender
+            names = [name for name in names if not name.startswith("float-student")]
         if family == "pq-soft-kd":
             size = {name: round(entries[name]["screen"]["compression_ratio"], 1) for name in names}
             names = [name for name in names if size[name] == max(size.values())]
@@ -428,6 +448,14 @@ class Search:
         if family == "float-kd":
             self.screen(family, float_student_variants(self.args.ensemble), "soft-kd.yaml", {**base, **FLOAT_STUDENT})
             self.finish(family, "soft-kd.yaml")
+            return
+        if family == "wider-teacher":
+            if not (self.args.ensemble and self.args.wider_teacher):
+                raise SystemExit("the wider-teacher study needs the shipped ensemble (--ensemble RUN_DIR, once per "
+                                 "member besides --teacher) and the wider float model (--wider-teacher RUN_DIR)")
+            self.screen(family, wider_teacher_variants(self.args.ensemble, self.args.wider_teacher),
+                        "soft-kd-ensemble.yaml", {**COMMON, **BINARY_PATIENCE, "distill.teacher": teacher})
+            self.finish(family, "soft-kd-ensemble.yaml")
             return
         if family == "pq":
             former_text = {key: base[key] for key in TEXT_VARIANTS[BEST_TEXT]}
@@ -542,6 +570,8 @@ def main(argv=None) -> int:
     parser.add_argument("--teacher", help="students distil from this run directory (default: the teacher winner)")
     parser.add_argument("--ensemble", action="append", default=[], metavar="RUN_DIR",
                         help="quality study: a float model trained like the teacher with another seed, averaged with it")
+    parser.add_argument("--wider-teacher", metavar="RUN_DIR",
+                        help="wider-teacher study: a float model wider than the student, added to the ensemble")
     parser.add_argument("--first", nargs="+", default=[], metavar="SETTING",
                         help="screen these settings of a stage before the others (the rest follow in their order)")
     parser.add_argument("--later", nargs="+", default=[], metavar="SETTING",

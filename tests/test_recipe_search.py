@@ -315,6 +315,41 @@ def test_the_fair_row_is_a_float_student_distilled_the_same_way(tmp_path, teache
     assert [name for name, _, resume in calls if resume] == ["float-student+sampled3x+ensemble2"]
 
 
+def test_the_wider_teacher_study_changes_who_teaches_the_shipped_ensemble_recipe(tmp_path, teacher, monkeypatch):
+    calls = []
+    # the float student screens best, but it is the fair row: the 1-bit setting with the wider member wins
+    valid = {"float-student+ensemble3+wider": 150.0, "ensemble3+wider": 160.0, "teacher+wider": 161.0}
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append((recipe, os.path.basename(output_dir), overrides, resume))
+        os.makedirs(os.path.join(output_dir, "checkpoint"), exist_ok=True)  # what a screen leaves
+        return {**outcome(valid.get(calls[-1][1], 165.0), 3, 3), "test_ppl": 1.0, "valid_curve": [165.0],
+                "wall_seconds": 1.0}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    common = ["--family", "wider-teacher", "--teacher", str(teacher), "--runs-dir", str(tmp_path / "runs"),
+              "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log"), "--results-dir",
+              str(tmp_path), "--ensemble", "teacher-s2", "--ensemble", "teacher-s3", "--screen-epochs", "3"]
+    with pytest.raises(SystemExit, match="--wider-teacher RUN_DIR"):
+        search.main(common)
+    search.main([*common, "--wider-teacher", "wide"])
+    screens = {name: overrides for recipe, name, overrides, resume in calls if not resume}
+    assert {recipe for recipe, *_ in calls} == {"soft-kd-ensemble.yaml"}  # the shipped recipe's own settings
+    assert list(screens) == ["ensemble3", "ensemble3+wider", "teacher+wider", "float-student+ensemble3+wider"]
+    assert screens["ensemble3"]["distill.ensemble"] == "[teacher-s2,teacher-s3]"
+    assert screens["ensemble3+wider"]["distill.ensemble"] == "[teacher-s2,teacher-s3,wide]"
+    assert screens["teacher+wider"]["distill.ensemble"] == "[wide]"
+    assert all(overrides["distill.teacher"] == str(teacher) for overrides in screens.values())
+    assert all(overrides["training.max_steps"] == 3 * 310 for overrides in screens.values())  # the same steps
+    fair = screens["float-student+ensemble3+wider"]
+    assert fair["model.quantization"] == "{embedding: float, lstm: float, output: float}"
+    assert [name for _, name, _, resume in calls if resume] == ["ensemble3+wider"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["winners"]["wider-teacher"]["setting"] == "ensemble3+wider"
+
+
 RUN = {"test_ppl": 1.0, "wall_seconds": 1.0, "train_seconds": 1.0, "sampled_tokens": 0}
 
 
