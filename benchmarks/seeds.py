@@ -36,11 +36,13 @@ ROW_CHANGES = {"soft-kd-ensemble+no-ema": {"training.ema_decay": 0.0},  # the en
                # the study's best stack: with a second sign plane on the output layer's frequent words, paid for by a
                # PQ embedding (28.9x), and progressive binarization over the first epoch
                "soft-kd-ensemble+two-plane-output+ramp1": {**STUDY_METHODS["+two-plane-output"],
-                                                           **STUDY_METHODS["+ramp1"]}}
+                                                           **STUDY_METHODS["+ramp1"]},
+               # evaluated on the pass schedule only: five evaluations of patience are five passes' worth of steps
+               "soft-kd-ensemble+no-epoch-end-evaluation": {"training.eval_at_epoch_end": False}}
 ROWS |= {row: ROWS[row.split("+")[0]] for row in ROW_CHANGES}
 # The rows taught by an ensemble of the float row's seeds.
 ENSEMBLE_ROWS = ("soft-kd-ensemble", "pq-m5-ensemble", "soft-kd-ensemble+no-ema",
-                 "soft-kd-ensemble+two-plane-output+ramp1")
+                 "soft-kd-ensemble+two-plane-output+ramp1", "soft-kd-ensemble+no-epoch-end-evaluation")
 # The rows benchmarks/run.py trains (the key of the benchmark row each one updates). The ensemble-taught rows need
 # three float models, so the benchmark has no row for them.
 HEADLINE = ("float", "soft-kd", "pq-m5")

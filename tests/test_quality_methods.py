@@ -313,6 +313,25 @@ def test_a_student_trains_on_real_and_sampled_text_evaluated_per_pass_over_the_r
     assert len(evaluations) >= 3
 
 
+@pytest.mark.parametrize("at_epoch_end", [True, False])
+def test_with_sampled_text_epoch_ends_are_evaluated_only_when_the_recipe_asks(teacher_run, corpus, tmp_path,
+                                                                              at_epoch_end):
+    teacher_dir, _ = teacher_run
+    values = recipe(corpus, tmp_path / "student", model={"binarize": True},
+                    distill={"teacher": str(teacher_dir), "kd_lambda": 1.0, "sampled_text_ratio": 2.0},
+                    training={"max_epochs": 2, "eval_at_epoch_end": at_epoch_end, "early_stopping_patience": 0})
+    metrics = train(load_run_config(str(write_recipe(tmp_path / "s.yaml", values))))
+    evaluations = [point["step"] for point in metrics["history"]]
+    every = evaluations[0]  # a pass over the real text's worth of steps
+    per_epoch, total = metrics["steps"] // 2, metrics["steps"]
+    assert per_epoch % every != 0  # the first epoch ends between two evaluations on the schedule
+    on_schedule = list(range(every, total + 1, every))
+    if at_epoch_end:
+        assert evaluations == sorted(set(on_schedule) | {per_epoch, total})
+    else:  # the schedule, then the end of training
+        assert evaluations == sorted(set(on_schedule) | {total})
+
+
 # ---- optimizers and schedules ----------------------------------------------------------------------------------
 
 

@@ -6,8 +6,9 @@ Run it as `hf-softbin train CONFIG.yaml [--section.key value ...]`, under any la
 Data follow the LSTM LM convention (docs/evaluation.md): the token stream is cut into `batch_size` parallel streams
 (each process its own contiguous share), trained with truncated BPTT while the LSTM state is carried from segment to
 segment. The run evaluates on validation data after every pass over the real training text's worth of steps (or every
-`eval_every` steps) and at the end of each epoch, cuts the learning rate when validation stops improving, stops early
-when it has stopped improving for `early_stopping_patience` evaluations, and ends with the best-validation weights.
+`eval_every` steps) and at the end of each epoch (unless `eval_at_epoch_end` is false), cuts the learning rate when
+validation stops improving, stops early when it has stopped improving for `early_stopping_patience` evaluations, and
+ends with the best-validation weights.
 """
 
 import hashlib
@@ -286,7 +287,8 @@ class TrainingRun:
         self.segments = range(0, self.train_rows.shape[1] - 1, training.bptt)
         steps_per_epoch = self.steps_for(len(self.segments))
         # Evaluation and the binarization ramp count in passes over the real text, so that sampled text added to it
-        # does not stretch the interval between evaluations; each epoch's end is evaluated as well.
+        # does not stretch the interval between evaluations; each epoch's end is evaluated as well, unless
+        # `eval_at_epoch_end` is false.
         real_steps = self.steps_for(math.ceil((self.rows_of(self.streams["train"]).shape[1] - 1) / training.bptt))
         self.total_steps = training.max_steps or steps_per_epoch * training.max_epochs
         self.eval_every = training.eval_every or real_steps
@@ -336,9 +338,17 @@ class TrainingRun:
                     progress.epoch += 1
                     progress.segment = 0
                     progress.carried = {}
-                    self.evaluate_and_checkpoint()
+                    if self.evaluates_epoch_end():
+                        self.evaluate_and_checkpoint()
         self.bar.close()
         return self.finish()
+
+    def evaluates_epoch_end(self) -> bool:
+        """Every epoch's end is evaluated, or with `eval_at_epoch_end: false` only one on the `eval_every` schedule
+        (the epoch's last step is evaluated here, not inside it) or one that ends the run."""
+        progress, training = self.progress, self.training
+        return (training.eval_at_epoch_end or progress.step % self.eval_every == 0
+                or progress.epoch >= training.max_epochs or progress.step >= self.total_steps)
 
     def train_epoch(self, stop: StopSignal):
         """Train from the current segment to the end of the epoch (or until the step budget or a signal)."""

@@ -63,6 +63,10 @@ class TrainingConfig:
     plateau_patience: int = 0  # evaluations without improvement before the learning rate is cut
     warmup_steps: int = 0
     eval_every: int = 0  # optimizer steps between evaluations; 0 = once per epoch of the real training text
+    # Evaluate at the end of every epoch as well. With sampled text an epoch is longer than the real text, so this adds
+    # evaluations between those every `eval_every` steps, and the patiences count them too; false: only those, and
+    # the end of training
+    eval_at_epoch_end: bool = True
     pq_reassign_every: int = 0  # optimizer steps between re-assignments of PQ codes; 0 = codes stay fixed
     # Learn PQ codes end to end (differentiable PQ): each step takes the nearest codewords, with gradients through a
     # softmax over distances relative to their mean, at this temperature; 0 = off
