@@ -27,6 +27,24 @@ def outcome(valid_ppl: float, best_epoch: int, epochs: int = 2, compression_rati
     return {"valid_ppl": valid_ppl, "best_epoch": best_epoch, "epochs": epochs, "compression_ratio": compression_ratio}
 
 
+def stub_training(monkeypatch, valid: dict, default: float, compression_ratio: float = 28.4) -> list:
+    """Training replaced by a stub that records each call as (recipe, run name, overrides, resume) and scores a run
+    `valid[name]` (else `default`) at validation; the results file is written, results.json is not."""
+    calls = []
+
+    def fake_train(recipe, output_dir, overrides, resume, log_path):
+        calls.append((recipe, os.path.basename(output_dir), overrides, resume))
+        os.makedirs(os.path.join(output_dir, "checkpoint"), exist_ok=True)  # what a screen leaves
+        ppl = valid.get(calls[-1][1], default)
+        return {**outcome(ppl, 3, 3, compression_ratio=compression_ratio), "test_ppl": 1.0, "valid_curve": [ppl],
+                "wall_seconds": 1.0}
+
+    monkeypatch.setattr(search, "train", fake_train)
+    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
+    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    return calls
+
+
 def test_a_setting_that_peaked_inside_its_screen_is_tried_at_lower_learning_rates():
     peaked = {"screen": outcome(174.4, best_epoch=1), "overrides": {"training.lr": 0.001}}
     assert search.lower_rates("adam", peaked) == {"adam+lr0.0005": {"training.lr": 0.0005},
@@ -136,18 +154,7 @@ def test_a_stack_that_beats_the_one_it_grew_from_is_stacked_again_with_each_rema
 
 
 def test_the_pq_study_screens_layouts_of_50x_on_the_best_text_then_trains_the_best(tmp_path, teacher, monkeypatch):
-    calls = []
-    valid = {"m10-binary-codebooks": 171.0}
-
-    def fake_train(recipe, output_dir, overrides, resume, log_path):
-        calls.append((recipe, os.path.basename(output_dir), overrides, resume))
-        os.makedirs(os.path.join(output_dir, "checkpoint"), exist_ok=True)  # what a screen leaves
-        return {**outcome(valid.get(calls[-1][1], 175.0), 3, 3), "test_ppl": 1.0, "valid_curve": [175.0],
-                "wall_seconds": 1.0}
-
-    monkeypatch.setattr(search, "train", fake_train)
-    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
-    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    calls = stub_training(monkeypatch, {"m10-binary-codebooks": 171.0}, 175.0)
     search.main(["--family", "pq", "--teacher", str(teacher), "--screen-epochs", "3", "--runs-dir",
                  str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log"),
                  "--results-dir", str(tmp_path)])
@@ -289,22 +296,11 @@ def test_a_pass_over_the_real_text_is_counted_in_optimizer_steps(wt2_mini, monke
 
 
 def test_the_fair_row_is_a_float_student_distilled_the_same_way(tmp_path, teacher, monkeypatch):
-    calls = []
-    valid = {"float-student+sampled3x+ensemble2": 155.0}
-
-    def fake_train(recipe, output_dir, overrides, resume, log_path):
-        calls.append((os.path.basename(output_dir), overrides, resume))
-        os.makedirs(os.path.join(output_dir, "checkpoint"), exist_ok=True)  # what a screen leaves
-        return {**outcome(valid.get(calls[-1][0], 158.0), 3, 3, compression_ratio=1.0), "test_ppl": 1.0,
-                "valid_curve": [158.0], "wall_seconds": 1.0}
-
-    monkeypatch.setattr(search, "train", fake_train)
-    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
-    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    calls = stub_training(monkeypatch, {"float-student+sampled3x+ensemble2": 155.0}, 158.0, compression_ratio=1.0)
     search.main(["--family", "float-kd", "--teacher", str(teacher), "--ensemble", "teacher-s2", "--runs-dir",
                  str(tmp_path / "runs"), "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log"),
                  "--results-dir", str(tmp_path)])
-    screens = {name: overrides for name, overrides, resume in calls if not resume}
+    screens = {name: overrides for _, name, overrides, resume in calls if not resume}
     assert list(screens) == ["float-student", "float-student+sampled3x", "float-student+sampled3x+ensemble2"]
     for overrides in screens.values():
         assert overrides["model.quantization"] == "{embedding: float, lstm: float, output: float}"
@@ -312,23 +308,13 @@ def test_the_fair_row_is_a_float_student_distilled_the_same_way(tmp_path, teache
     assert screens["float-student"]["distill.kd_lambda"] == 0.5  # the shipped recipe's mix on the real text
     ensemble = screens["float-student+sampled3x+ensemble2"]
     assert ensemble["distill.sampled_text_ratio"] == 3 and ensemble["distill.ensemble"] == "[teacher-s2]"
-    assert [name for name, _, resume in calls if resume] == ["float-student+sampled3x+ensemble2"]
+    assert [name for _, name, _, resume in calls if resume] == ["float-student+sampled3x+ensemble2"]
 
 
 def test_the_wider_teacher_study_changes_who_teaches_the_shipped_ensemble_recipe(tmp_path, teacher, monkeypatch):
-    calls = []
     # the float student screens best, but it is the fair row: the 1-bit setting with the wider member wins
     valid = {"float-student+ensemble3+wider": 150.0, "ensemble3+wider": 160.0, "teacher+wider": 161.0}
-
-    def fake_train(recipe, output_dir, overrides, resume, log_path):
-        calls.append((recipe, os.path.basename(output_dir), overrides, resume))
-        os.makedirs(os.path.join(output_dir, "checkpoint"), exist_ok=True)  # what a screen leaves
-        return {**outcome(valid.get(calls[-1][1], 165.0), 3, 3), "test_ppl": 1.0, "valid_curve": [165.0],
-                "wall_seconds": 1.0}
-
-    monkeypatch.setattr(search, "train", fake_train)
-    monkeypatch.setattr(search, "real_text_steps", lambda recipe: 310)
-    monkeypatch.setattr(search.report, "update", lambda sections, directory: None)
+    calls = stub_training(monkeypatch, valid, 165.0)
     common = ["--family", "wider-teacher", "--teacher", str(teacher), "--runs-dir", str(tmp_path / "runs"),
               "--results", str(tmp_path / "results.json"), "--log", str(tmp_path / "log"), "--results-dir",
               str(tmp_path), "--ensemble", "teacher-s2", "--ensemble", "teacher-s3", "--screen-epochs", "3"]
