@@ -32,17 +32,18 @@ ROWS = {"float": "teacher.yaml", "soft-kd": "soft-kd.yaml", "pq-m5": "pq-soft-kd
         "soft-kd-ensemble": "soft-kd-ensemble.yaml", "pq-m5-ensemble": "pq-soft-kd-ensemble.yaml"}
 # Rows that are a recipe with a change of the quality study, measured over seeds beside the recipe itself.
 STUDY_METHODS = search.method_variants("", [])  # the quality study's changes of method, named "+METHOD"
+# the study's best stack: a second sign plane on the output layer's frequent words, paid for by a PQ embedding (28.9x),
+# and progressive binarization over the first epoch
+BEST_STACK = {**STUDY_METHODS["+two-plane-output"], **STUDY_METHODS["+ramp1"]}
+# evaluated on the pass schedule only: five evaluations of patience are five passes' worth of steps
+PASS_EVALUATIONS = {"training.eval_at_epoch_end": False}
 ROW_CHANGES = {"soft-kd-ensemble+no-ema": {"training.ema_decay": 0.0},  # the ensemble recipe before weight averaging
-               # the study's best stack: with a second sign plane on the output layer's frequent words, paid for by a
-               # PQ embedding (28.9x), and progressive binarization over the first epoch
-               "soft-kd-ensemble+two-plane-output+ramp1": {**STUDY_METHODS["+two-plane-output"],
-                                                           **STUDY_METHODS["+ramp1"]},
-               # evaluated on the pass schedule only: five evaluations of patience are five passes' worth of steps
-               "soft-kd-ensemble+no-epoch-end-evaluation": {"training.eval_at_epoch_end": False}}
+               "soft-kd-ensemble+two-plane-output+ramp1": BEST_STACK,
+               "soft-kd-ensemble+no-epoch-end-evaluation": PASS_EVALUATIONS,
+               "soft-kd-ensemble+two-plane-output+ramp1+no-epoch-end-evaluation": {**BEST_STACK, **PASS_EVALUATIONS}}
 ROWS |= {row: ROWS[row.split("+")[0]] for row in ROW_CHANGES}
-# The rows taught by an ensemble of the float row's seeds.
-ENSEMBLE_ROWS = ("soft-kd-ensemble", "pq-m5-ensemble", "soft-kd-ensemble+no-ema",
-                 "soft-kd-ensemble+two-plane-output+ramp1", "soft-kd-ensemble+no-epoch-end-evaluation")
+# The rows taught by an ensemble of the float row's seeds: the ensemble recipes, with or without a change.
+ENSEMBLE_ROWS = tuple(row for row in ROWS if row.split("+")[0].endswith("-ensemble"))
 # The rows benchmarks/run.py trains (the key of the benchmark row each one updates). The ensemble-taught rows need
 # three float models, so the benchmark has no row for them.
 HEADLINE = ("float", "soft-kd", "pq-m5")
