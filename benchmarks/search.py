@@ -27,9 +27,9 @@ weights, Bop, an ensemble teacher), then the best of those with each other one t
 separately, which part of the model costs the most when it alone is binarized (`--family parts`), product-quantized
 layouts of 50x or more on that text and with the study's winner (`--family pq`), the fair row beside them: a
 float model distilled the same way (`--family float-kd`), and a stronger teacher for the shipped ensemble recipe: a
-wider float model joining its ensemble (`--family wider-teacher --wider-teacher RUN_DIR`). These settings all train for the same number of optimizer
-steps (`--screen-epochs` passes' worth of the real text) and are evaluated once per pass over the real text,
-whatever text they train on.
+wider float model joining its ensemble (`--family wider-teacher --wider-teacher RUN_DIR`). These settings all train
+for the same number of optimizer steps (`--screen-epochs` passes' worth of the real text) and are evaluated once per
+pass over the real text, whatever text they train on.
 """
 
 import argparse
@@ -62,7 +62,8 @@ PROTOCOL = ("Each setting trains for a few epochs (screening); the best by valid
             "with the lowest validation perplexity (where no finalist was trained, the best screened setting; PQ variants "
             "compete only at the smallest file). Test perplexity is shown, never used to choose.")
 FAMILIES = ("teacher", "bllm", "soft", "soft-kd", "pq-soft-kd", "quality", "parts", "pq", "float-kd", "wider-teacher")
-STUDY_FAMILIES = ("quality", "parts", "pq", "float-kd", "wider-teacher")  # changes of method, reported in their own section
+# changes of method, reported in their own section
+STUDY_FAMILIES = ("quality", "parts", "pq", "float-kd", "wider-teacher")
 QUALITY_PROTOCOL = ("Every setting starts from the soft + KD recipe as the recipe search left it "
                     "(configs/wt2-mini/soft-kd.yaml with kd_lambda 0.5 on the real text; the study's winner has since"
                     " replaced it) and its teacher, changes one thing, and trains for the same number of optimizer "
@@ -167,6 +168,7 @@ def wider_teacher_variants(ensemble: list[str], wider: str) -> dict[str, dict]:
             f"{members}+wider": {"distill.ensemble": with_wider},
             "teacher+wider": {"distill.ensemble": f"[{wider}]"},
             f"float-student+{members}+wider": {**FLOAT_STUDENT, "distill.ensemble": with_wider}}
+
 
 OPTIMIZERS = {
     "sgd-lr10": {"training.optimizer": "sgd", "training.lr": 10},
