@@ -6,6 +6,8 @@ from argparse import Namespace
 
 import pytest
 
+from hf_softbin.training.recipe import load_run_config
+
 from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
@@ -88,6 +90,19 @@ def test_an_ensemble_row_starts_from_its_seeds_float_model_and_distils_from_ever
     runs = report.load(str(tmp_path))["seeds"]["rows"][row]["runs"]
     assert [(run["seed"], run["training_seed"]) for run in runs] == [(1, 1234), (2, 2), (3, 3)]
     assert f"| {row} | 1 (1234), 2, 3 |" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_the_shipped_two_plane_recipe_is_the_row_measured_over_seeds():
+    """configs/*/soft-kd-ensemble-two-plane.yaml ships what the seeds row measured: the ensemble recipe with the row's
+    changes, nothing more and nothing less."""
+    row = "soft-kd-ensemble+two-plane-output+ramp1+no-epoch-end-evaluation"
+    recipes = REPO_ROOT / "configs" / "wt2-mini"
+    changes = {key: str(value) for key, value in seeds.ROW_CHANGES[row].items()}  # as search.train passes them
+    measured = load_run_config(str(recipes / seeds.ROWS[row]), changes)
+    shipped = load_run_config(str(recipes / "soft-kd-ensemble-two-plane.yaml"))
+    assert shipped.model["output_residual_rows"] == 0.75 and not shipped.training.eval_at_epoch_end
+    for section in ("data", "model", "training", "distill"):
+        assert getattr(shipped, section) == getattr(measured, section), section
 
 
 def test_an_ensemble_row_needs_the_float_rows_other_seeds_first(tmp_path):

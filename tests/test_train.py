@@ -16,7 +16,7 @@ from hf_softbin.corpus import generate_corpus
 from hf_softbin.training.data import load_text_splits, token_stream, tokenize_splits
 from hf_softbin.training.loop import TrainingDiverged, evaluate, train
 from hf_softbin.training.run_files import CHECKPOINT_DIR
-from hf_softbin.training.recipe import load_run_config, parse_overrides
+from hf_softbin.training.recipe import load_run_config, parse_overrides, vocabulary_resolved
 
 from conftest import REPO_ROOT, recipe, write_recipe
 
@@ -306,7 +306,8 @@ def test_two_processes_train_in_sync_and_evaluate_like_one(corpus, tmp_path):
 
 
 SHIPPED_DATASETS = ("wt2-mini", "ptb-small", "ptb-medium", "wikitext-2")
-SHIPPED_METHODS = ("teacher", "bllm", "soft", "soft-kd", "soft-kd-ensemble", "pq-soft-kd", "pq-soft-kd-ensemble")
+SHIPPED_METHODS = ("teacher", "bllm", "soft", "soft-kd", "soft-kd-ensemble", "soft-kd-ensemble-two-plane",
+                   "pq-soft-kd", "pq-soft-kd-ensemble")
 
 
 def test_every_recipe_parses_and_each_shipped_dataset_has_every_method():
@@ -320,5 +321,6 @@ def test_every_recipe_parses_and_each_shipped_dataset_has_every_method():
             config = load_run_config(str(path))
             if dataset.name in SHIPPED_DATASETS and path.stem != "base":
                 assert config.output_dir == f"runs/{dataset.name}/{path.stem}"
-                quantized = SoftBinLSTMConfig(**config.model).is_quantized
+                model = vocabulary_resolved(config.model, SoftBinLSTMConfig().vocab_size)  # a share of the words
+                quantized = SoftBinLSTMConfig(**model).is_quantized
                 assert quantized == (path.stem != "teacher"), (dataset, path.stem)
