@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The benchmark on wt2-mini: the paper's claim against the strongest float model, and what else a user would weigh.
 
-    python benchmarks/run.py [--reuse]     # every row (about 2 hours on 2 CPU cores); writes benchmarks/
+    python benchmarks/run.py [--reuse]     # every row (77 min on 2 CPU cores); writes benchmarks/
     python benchmarks/run.py --quick       # a smoke run on the first lines of each split, in runs/bench-quick/
 
 Trains every row with the shipped recipes in configs/wt2-mini (chosen by benchmarks/search.py on validation data),
