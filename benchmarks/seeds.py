@@ -40,6 +40,7 @@ PASS_EVALUATIONS = {"training.eval_at_epoch_end": False}
 ROW_CHANGES = {"soft-kd-ensemble+no-ema": {"training.ema_decay": 0.0},  # the ensemble recipe before weight averaging
                "soft-kd-ensemble+two-plane-output+ramp1": BEST_STACK,
                "soft-kd-ensemble+no-epoch-end-evaluation": PASS_EVALUATIONS,
+               # shipped as soft-kd-ensemble-two-plane.yaml (tests/test_seeds.py holds the two equal)
                "soft-kd-ensemble+two-plane-output+ramp1+no-epoch-end-evaluation": {**BEST_STACK, **PASS_EVALUATIONS}}
 ROWS |= {row: ROWS[row.split("+")[0]] for row in ROW_CHANGES}
 # The rows taught by an ensemble of the float row's seeds: the ensemble recipes, with or without a change.
